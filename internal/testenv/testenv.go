@@ -1,0 +1,320 @@
+package testenv
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// Environment variables read by this package.
+const (
+	// EnvAllowSkip, when "1", lets a helper skip the test instead of failing
+	// it when the program it needs (mosquitto, PostgreSQL) is not installed.
+	EnvAllowSkip = "EDGESYNC_ALLOW_SKIP"
+	// EnvLong, when "1", enables soak and stress tests (see RequireLong).
+	EnvLong = "EDGESYNC_LONG"
+)
+
+// missing fails or skips t because a program it needs is not installed.
+func missing(t testing.TB, what, install string) {
+	t.Helper()
+	if os.Getenv(EnvAllowSkip) == "1" {
+		t.Skipf("testenv: %s is not installed (skipping because %s=1); install it with: %s", what, EnvAllowSkip, install)
+	}
+	t.Fatalf("testenv: %s is not installed; run scripts/test.sh, which installs it, or: %s "+
+		"(set %s=1 to skip such tests instead)", what, install, EnvAllowSkip)
+}
+
+// Long reports whether soak and stress tests are enabled (EDGESYNC_LONG=1).
+func Long() bool { return os.Getenv(EnvLong) == "1" }
+
+// RequireLong skips t unless EDGESYNC_LONG=1 is set. Soak and stress tests
+// call it first; `scripts/test.sh --long` sets the variable.
+func RequireLong(t testing.TB) {
+	t.Helper()
+	if !Long() {
+		t.Skipf("long test: set %s=1 or run scripts/test.sh --long", EnvLong)
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. The
+// kernel hands out ephemeral ports in turn, so it is not reused soon.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	p, err := freePort()
+	if err != nil {
+		t.Fatalf("testenv: free port: %v", err)
+	}
+	return p
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitTCP dials addr until it accepts a connection, exited is closed, or the
+// timeout passes.
+func waitTCP(addr string, timeout time.Duration, exited <-chan struct{}) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("process exited before accepting connections")
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not accept connections within %v: %w", addr, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// process is a child process in its own process group, killed when the test
+// binary dies.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once cmd.Wait has returned
+	err    error         // cmd.Wait's result, valid after exited
+}
+
+// startProcess starts cmd in its own process group with a parent-death
+// signal. cred, when not nil, runs it as another user.
+func startProcess(cmd *exec.Cmd, cred *syscall.Credential) (*process, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:    true,
+		Pdeathsig:  syscall.SIGKILL,
+		Credential: cred,
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &process{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// stop sends sig to the process, waits up to grace for it to exit, then kills
+// the whole process group and waits for every member to be gone.
+func (p *process) stop(sig syscall.Signal, grace time.Duration) {
+	if sig != syscall.SIGKILL {
+		_ = p.cmd.Process.Signal(sig)
+		select {
+		case <-p.exited:
+		case <-time.After(grace):
+		}
+	}
+	pgid := p.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	<-p.exited
+	// Children of the leader (PostgreSQL backends) may outlive it briefly.
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(-pgid, 0) == nil && time.Now().Before(deadline) {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Process-wide state, released by Main.
+var (
+	mainMu      sync.Mutex
+	underMain   bool
+	atExit      []func()
+	buildOnce   sync.Once
+	buildPath   string
+	buildErr    error
+	buildOutput []byte
+)
+
+// onExit registers f to run when Main returns. It reports false when the test
+// binary does not use Main, so nothing would run f.
+func onExit(f func()) bool {
+	mainMu.Lock()
+	defer mainMu.Unlock()
+	if !underMain {
+		return false
+	}
+	atExit = append(atExit, f)
+	return true
+}
+
+// MainOption configures Main.
+type MainOption func(*mainConfig)
+
+type mainConfig struct {
+	leaks    bool
+	leakOpts []goleak.Option
+}
+
+// VerifyNoLeaks makes Main fail the test binary when goroutines are still
+// running after all tests and the shared servers have finished, like
+// goleak.VerifyTestMain.
+func VerifyNoLeaks(opts ...goleak.Option) MainOption {
+	return func(c *mainConfig) {
+		c.leaks = true
+		c.leakOpts = opts
+	}
+}
+
+// Main runs the tests, then stops what SharedPostgres and BuildBinary left for
+// the whole test binary, and exits. Use it as TestMain:
+//
+//	func TestMain(m *testing.M) { testenv.Main(m) }
+//
+// SharedPostgres and BuildBinary require it.
+func Main(m *testing.M, opts ...MainOption) {
+	var cfg mainConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	mainMu.Lock()
+	underMain = true
+	mainMu.Unlock()
+
+	code := m.Run()
+
+	mainMu.Lock()
+	fs := atExit
+	atExit = nil
+	mainMu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
+	if code == 0 && cfg.leaks {
+		if err := goleak.Find(cfg.leakOpts...); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// requireMain fails t when the test binary does not use Main.
+func requireMain(t testing.TB, what string) {
+	t.Helper()
+	mainMu.Lock()
+	ok := underMain
+	mainMu.Unlock()
+	if !ok {
+		t.Fatalf("testenv: %s needs the package's TestMain to call testenv.Main(m), "+
+			"which stops what it starts for the whole test binary: "+
+			"func TestMain(m *testing.M) { testenv.Main(m) }", what)
+	}
+}
+
+// ModuleRoot returns the directory of the go.mod that contains the current
+// directory (a test runs in its package's directory).
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return root
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the current directory")
+		}
+		dir = parent
+	}
+}
+
+// goTool returns the go command. `go test` puts its own GOROOT/bin first on
+// the PATH of test binaries, so this is the toolchain running the tests.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "go"
+}
+
+// BuildBinary builds ./cmd/edgesync (CGO_ENABLED=0, as released) once per test
+// binary and returns the path of the executable. It fails t, with the
+// compiler's output, when the build fails. It requires Main.
+func BuildBinary(t testing.TB) string {
+	t.Helper()
+	requireMain(t, "BuildBinary")
+	buildOnce.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "edgesync-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		onExit(func() { os.RemoveAll(dir) })
+		out := filepath.Join(dir, "edgesync")
+		cmd := exec.Command(goTool(), "build", "-o", out, "./cmd/edgesync")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/edgesync (in %s): %w", root, err)
+			buildOutput = buf.Bytes()
+			return
+		}
+		buildPath = out
+		if testing.Verbose() {
+			fmt.Fprintf(os.Stderr, "testenv: built %s in %v\n", out, time.Since(start).Round(time.Millisecond))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("testenv: build edgesync: %v\n%s", buildErr, buildOutput)
+	}
+	return buildPath
+}
+
+// itoa is strconv.Itoa, kept short for config templates.
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// tail returns the last n bytes of s, starting at a line.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[len(s)-n:]
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return "[...]\n" + s
+}

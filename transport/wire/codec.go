@@ -1,0 +1,263 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Limits on the data item of a record, checked by ValidData, by EncodeBatch
+// and by DecodeBatch. Capture should refuse data that breaks them at ingest:
+// the agent cannot send such a record.
+const (
+	// MaxDataDepth is how deeply arrays, maps and tags may nest inside
+	// Record.Data (a flat map is depth 1).
+	MaxDataDepth = 24
+	// MaxDataLen is the largest number of elements of an array, or of pairs
+	// of a map, anywhere in a batch, Record.Data included.
+	MaxDataLen = MaxRecords
+)
+
+// batchDepth is how deep Record.Data sits in a batch body: the batch map,
+// the records array, the record array.
+const batchDepth = 3
+
+// zstdWindow is the encoder's window: batches are at most a few hundred KiB
+// before compression, so a larger window gains nothing and costs memory.
+const zstdWindow = 1 << 20
+
+// zstdSlack is room past a frame's declared content size in a decode buffer,
+// so that a frame that lies about its size fails at its first extra block
+// without the buffer ever being reallocated: one decoded block (at most
+// 128 KiB by the zstd format) plus the decoder's over-allocation.
+const zstdSlack = 128<<10 + 64
+
+var (
+	// encMode writes core deterministic CBOR (RFC 8949 section 4.2.1):
+	// shortest heads, definite lengths, map keys sorted. Equal messages
+	// encode to equal bytes.
+	encMode = func() cbor.UserBufferEncMode {
+		em, err := cbor.CoreDetEncOptions().UserBufferEncMode()
+		if err != nil {
+			panic(err)
+		}
+		return em
+	}()
+
+	// batchDec decodes batch bodies.
+	batchDec = mustDecMode(batchDepth+MaxDataDepth, MaxDataLen, MaxDataLen)
+	// dataDec checks Record.Data on its own.
+	dataDec = mustDecMode(MaxDataDepth, MaxDataLen, MaxDataLen)
+	// ackDec decodes acks: a map holding an array of arrays.
+	ackDec = mustDecMode(4, MaxParked, 64)
+	// controlDec decodes state, cmd, config and config status: flat maps,
+	// except Cmd.Args, a map of strings.
+	controlDec = mustDecMode(4, 16, 64)
+)
+
+// mustDecMode returns the strict decoding mode shared by every message:
+// duplicate map keys refused, text strings must be valid UTF-8, byte strings
+// never decode into text fields or the other way round, and the given
+// nesting and size limits. Indefinite lengths and tags are accepted (inside
+// Record.Data they are the sink's business); encoders never write them.
+func mustDecMode(depth, arrayElems, mapPairs int) cbor.DecMode {
+	dm, err := cbor.DecOptions{
+		DupMapKey:           cbor.DupMapKeyEnforcedAPF,
+		MaxNestedLevels:     depth,
+		MaxArrayElements:    max(arrayElems, 16),
+		MaxMapPairs:         max(mapPairs, 16),
+		IndefLength:         cbor.IndefLengthAllowed,
+		TagsMd:              cbor.TagsAllowed,
+		UTF8:                cbor.UTF8RejectInvalid,
+		ByteStringToString:  cbor.ByteStringToStringForbidden,
+		FieldNameByteString: cbor.FieldNameByteStringForbidden,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+	return dm
+}
+
+// ValidData reports whether data is exactly one well-formed CBOR data item
+// within MaxDataDepth and MaxDataLen. It does not look at what the item
+// means: text that is not UTF-8, duplicate map keys or tags inside data are
+// for the sink to park.
+func ValidData(data []byte) error {
+	if len(data) == 0 {
+		return fmt.Errorf("wire: data: empty")
+	}
+	if err := dataDec.Wellformed(data); err != nil {
+		return fmt.Errorf("wire: data: %w", err)
+	}
+	return nil
+}
+
+// The zstd encoder and decoder are built on first use, so that a process
+// that never compresses pays nothing for them.
+var (
+	zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
+		return mustEncoder(zstd.SpeedDefault)
+	})
+	zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
+		d, err := zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(min(runtime.GOMAXPROCS(0), 4)),
+			zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxMemory(MaxDecodedBytes),
+			zstd.WithDecoderMaxWindow(MaxDecodedBytes),
+			zstd.WithDecodeAllCapLimit(true),
+		)
+		if err != nil {
+			panic(err)
+		}
+		return d
+	})
+)
+
+// mustEncoder builds the shared encoder: EncodeAll is safe for concurrent
+// use; with concurrency 1 calls take turns, and memory stays at one
+// encoder's worth (about 1 MiB with this window and lower memory).
+func mustEncoder(level zstd.EncoderLevel) *zstd.Encoder {
+	e, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(level),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithLowerEncoderMem(true),
+		zstd.WithWindowSize(zstdWindow),
+		// A single-segment frame always declares its content size, which
+		// the decoder requires; it also saves the window byte.
+		zstd.WithSingleSegment(true),
+	)
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
+// buffer is a pooled scratch buffer for batch bodies.
+type buffer struct{ b []byte }
+
+// maxPooled is the largest buffer kept for reuse; larger ones, needed only
+// for unusually large batches, go to the garbage collector.
+const maxPooled = 1 << 20
+
+var bufPool = sync.Pool{New: func() any { return new(buffer) }}
+
+func getBuffer(n int) *buffer {
+	buf := bufPool.Get().(*buffer)
+	if cap(buf.b) < n {
+		buf.b = make([]byte, 0, n)
+	}
+	return buf
+}
+
+func putBuffer(buf *buffer) {
+	if cap(buf.b) > maxPooled {
+		return
+	}
+	buf.b = buf.b[:0]
+	bufPool.Put(buf)
+}
+
+// unzstd decompresses a batch body. The body must be one zstd frame that
+// declares its content size, at most MaxDecodedBytes: the size is checked
+// from the frame header before anything is allocated, and the output buffer
+// is sized to it, so a zip bomb fails without allocating more than
+// MaxDecodedBytes plus one block. The caller releases the buffer.
+func unzstd(in []byte) ([]byte, *buffer, error) {
+	var h zstd.Header
+	if err := h.Decode(in); err != nil {
+		return nil, nil, malformed("batch", fmt.Errorf("zstd: %w", err))
+	}
+	switch {
+	case h.Skippable:
+		return nil, nil, malformed("batch", fmt.Errorf("zstd: skippable frame"))
+	case h.DictionaryID != 0:
+		return nil, nil, malformed("batch", fmt.Errorf("zstd: dictionary %d", h.DictionaryID))
+	case !h.HasFCS || h.FrameContentSize == 0:
+		return nil, nil, malformed("batch", fmt.Errorf("zstd: frame does not declare its content size"))
+	case h.FrameContentSize > MaxDecodedBytes:
+		return nil, nil, tooLarge("batch", "", fmt.Sprintf("decodes to %d bytes, more than %d", h.FrameContentSize, MaxDecodedBytes))
+	}
+	n := int(h.FrameContentSize)
+	buf := getBuffer(n + zstdSlack)
+	out, err := zstdDecoder().DecodeAll(in, buf.b[:0:n+zstdSlack])
+	if err != nil {
+		putBuffer(buf)
+		if err == zstd.ErrDecoderSizeExceeded {
+			return nil, nil, tooLarge("batch", "", "decodes to more than it declares")
+		}
+		return nil, nil, malformed("batch", fmt.Errorf("zstd: %w", err))
+	}
+	if len(out) != n {
+		putBuffer(buf)
+		return nil, nil, malformed("batch", fmt.Errorf("zstd: %d bytes after the frame", len(out)-n))
+	}
+	return out, buf, nil
+}
+
+// version peeks at key 1 of a CBOR map, to tell a message of another
+// protocol version from a malformed one.
+func version(dm cbor.DecMode, data []byte) (uint64, bool) {
+	var v struct {
+		V uint64 `cbor:"1,keyasint"`
+	}
+	if dm.Unmarshal(data, &v) != nil {
+		return 0, false
+	}
+	return v.V, true
+}
+
+func versionError(msg string, v uint64) *FieldError {
+	return &FieldError{Message: msg, Field: "v", Reason: "version " + utoa(v) + ", want " + itoa(Version), Err: ErrVersion}
+}
+
+// decodeCBOR bounds, decodes and reports errors for every plain CBOR message.
+func decodeCBOR(msg string, dm cbor.DecMode, data []byte, limit int, v any) error {
+	if len(data) > limit {
+		return tooLarge(msg, "", fmt.Sprintf("%d bytes, more than %d", len(data), limit))
+	}
+	if len(data) == 0 {
+		return malformed(msg, fmt.Errorf("empty payload"))
+	}
+	if err := dm.Unmarshal(data, v); err != nil {
+		if ver, ok := version(dm, data); ok && ver != Version {
+			return versionError(msg, ver)
+		}
+		return decodeError(msg, err)
+	}
+	return nil
+}
+
+// decodeError tells a CBOR limit (ErrTooLarge) from other decoding errors
+// (ErrMalformed).
+func decodeError(msg string, err error) *FieldError {
+	var (
+		arr   *cbor.MaxArrayElementsError
+		pairs *cbor.MaxMapPairsError
+		depth *cbor.MaxNestedLevelError
+	)
+	if errors.As(err, &arr) || errors.As(err, &pairs) || errors.As(err, &depth) {
+		return tooLarge(msg, "", err.Error())
+	}
+	return malformed(msg, err)
+}
+
+// encodeCBOR appends v's deterministic encoding to dst, or returns dst
+// unchanged and ErrTooLarge when it is over limit.
+func encodeCBOR(msg string, dst []byte, v any, limit int) ([]byte, error) {
+	n0 := len(dst)
+	var bb bytes.Buffer
+	bb = *bytes.NewBuffer(dst)
+	if err := encMode.MarshalToBuffer(v, &bb); err != nil {
+		return dst[:n0], invalid(msg, "", "encode: "+err.Error())
+	}
+	out := bb.Bytes()
+	if len(out)-n0 > limit {
+		return dst[:n0], tooLarge(msg, "", fmt.Sprintf("%d bytes, more than %d", len(out)-n0, limit))
+	}
+	return out, nil
+}

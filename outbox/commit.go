@@ -1,0 +1,476 @@
+package outbox
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+)
+
+// run is the committer: the only goroutine that writes to Pebble. Producers
+// and acks queue requests; the committer takes every request waiting, builds
+// one batch, commits it with one sync, and answers them all (group commit).
+func (o *Outbox) run() {
+	defer close(o.done)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	group := make([]*request, 0, 256)
+	for {
+		select {
+		case r := <-o.reqs:
+			group = append(group[:0], r)
+			n := len(r.recs)
+		drain:
+			for n < o.opts.MaxBatchRecords && len(group) < 4096 {
+				select {
+				case r := <-o.reqs:
+					group = append(group, r)
+					n += len(r.recs)
+				default:
+					break drain
+				}
+			}
+			o.commitGroup(group)
+		case <-tick.C:
+			o.housekeeping()
+		case <-o.quit:
+			// Answer what is queued, then stop.
+			for {
+				select {
+				case r := <-o.reqs:
+					o.commitGroup([]*request{r})
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (o *Outbox) fail(err error) {
+	o.mu.Lock()
+	if o.failed == nil {
+		o.failed = fmt.Errorf("%w: %v", ErrFailed, err)
+		o.log().Error("outbox: storage failed; the process must restart", "err", err)
+	}
+	close(o.spaceFreed)
+	o.spaceFreed = make(chan struct{})
+	o.mu.Unlock()
+}
+
+// apply commits b, turning Pebble's fatal errors into ErrFailed.
+func (o *Outbox) apply(b *pebble.Batch, wo *pebble.WriteOptions) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("pebble: %v", p)
+		}
+		if err != nil {
+			o.fail(err)
+			err = o.failedErr()
+		}
+	}()
+	if err := o.failedErr(); err != nil {
+		return err
+	}
+	return o.db.Apply(b, wo)
+}
+
+func (o *Outbox) commitGroup(group []*request) {
+	c := &o.c
+	b := o.db.NewBatch()
+	defer b.Close()
+	sync := false
+	now := o.opts.Now().UnixNano()
+	var enq time.Time
+	var admitted int64
+	var newEpochReason string
+	var failedErr = o.failedErr()
+	appendedAny := false
+	buf := make([]byte, 0, 512)
+
+	for _, r := range group {
+		if failedErr != nil {
+			r.err = failedErr
+			admitted += r.size
+			continue
+		}
+		switch r.kind {
+		case reqAppend:
+			admitted += r.size
+			if o.opts.WhenFull == DropOldest {
+				if err := o.makeRoom(b, r.size); err != nil {
+					r.err = err
+					continue
+				}
+			}
+			if enq.IsZero() || r.enq.Before(enq) {
+				enq = r.enq
+			}
+			if len(r.recs) > 0 {
+				appendedAny = true
+				r.first = c.headMem + 1
+			}
+			if o.opts.Durability == Fsync {
+				for i := range r.recs {
+					rec := &r.recs[i]
+					c.headMem++
+					rec.Seq = c.headMem
+					c.headMemCum += uint64(recordSize(rec))
+					buf = appendRecordValue(buf[:0], rec, c.headMemCum, now)
+					if err := b.Set(recordKey(c.epoch, rec.Seq), buf, nil); err != nil {
+						r.err = err
+					}
+				}
+				c.head, c.headCum, c.diskHead, c.reserved = c.headMem, c.headMemCum, c.headMem, c.headMem
+				if r.src != nil {
+					_ = b.Set(sourceKey(r.src.Name), r.src.Value, nil)
+				}
+				c.dirty = true
+				sync = true
+			} else {
+				o.appendSpill(b, r, &sync)
+			}
+			r.last = c.headMem
+			if len(r.recs) == 0 {
+				r.first, r.last = 0, 0
+			}
+		case reqAck:
+			if reason := o.ack(b, r); reason != "" {
+				newEpochReason = reason
+			}
+		case reqPurge:
+			o.purgeAsk.Store(false)
+			o.purge(b, c.watermark)
+		}
+	}
+	if c.dirty {
+		for name, v := range c.sources {
+			if o.opts.Durability == Spill {
+				_ = b.Set(sourceKey(name), v, nil)
+				delete(c.sources, name)
+			}
+		}
+		_ = b.Set(metaKey, c.meta.encode(nil), nil)
+		c.dirty = false
+		wo := pebble.NoSync
+		if sync {
+			wo = pebble.Sync
+		}
+		if err := o.apply(b, wo); err != nil {
+			for _, r := range group {
+				if r.err == nil {
+					r.err = err
+				}
+			}
+		}
+		o.commits.Add(1)
+	}
+	if appendedAny {
+		o.addCheckpoint(c.headMem, enq, time.Now())
+	}
+	o.mu.Lock()
+	o.pending -= admitted
+	o.mu.Unlock()
+	o.publish()
+	if appendedAny || len(c.drops) > 0 {
+		o.signal()
+	}
+	if newEpochReason != "" {
+		o.startNewEpoch(newEpochReason)
+	}
+	for _, r := range group {
+		r.done <- struct{}{}
+	}
+	o.maybeCompact()
+}
+
+func (o *Outbox) addCheckpoint(last Seq, enq, durable time.Time) {
+	if enq.IsZero() {
+		enq = durable
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.checkpoints = append(o.checkpoints, Checkpoint{Last: last, Enqueued: enq, Durable: durable})
+	if len(o.checkpoints) >= maxCheckpoints {
+		// Merge neighbours: each merged entry keeps the older times, so ages
+		// are overestimated, never underestimated.
+		cp := o.checkpoints
+		j := 0
+		for i := 0; i < len(cp); i += 2 {
+			e := cp[i]
+			if i+1 < len(cp) {
+				e.Last = cp[i+1].Last
+			}
+			cp[j] = e
+			j++
+		}
+		o.checkpoints = cp[:j]
+	}
+}
+
+// ack applies an acknowledgement inside the current batch. It returns a
+// reason when the outbox must start a new epoch.
+func (o *Outbox) ack(b *pebble.Batch, r *request) string {
+	c := &o.c
+	if r.epoch != c.epoch {
+		r.err = ErrStaleEpoch
+		return ""
+	}
+	if r.through <= c.watermark {
+		r.dup = true
+		return ""
+	}
+	if r.through > c.headMem {
+		r.err = fmt.Errorf("%w (ack through %d, head %d)", ErrAckAboveHead, r.through, c.headMem)
+		return fmt.Sprintf("acknowledgement through %d above the head %d of epoch %d: the disk was restored or cloned",
+			r.through, c.headMem, c.epoch)
+	}
+	o.ackedTotal.Add(uint64(r.through - c.watermark))
+	c.watermark = r.through
+	// The sink acknowledged past these dropped ranges: it knows of them.
+	k := 0
+	for _, d := range c.drops {
+		if d.Last > r.through {
+			c.drops[k] = d
+			k++
+		}
+	}
+	if k != len(c.drops) {
+		c.drops = c.drops[:k]
+		c.dirty = true
+	}
+	if c.watermark > c.deleted {
+		if cum, err := o.cumAt(c.watermark); err == nil {
+			c.wmCum = cum
+		}
+	} else {
+		c.wmCum = c.deletedCum
+	}
+	if o.opts.RetainAcked > 0 {
+		c.ackMarks = append(c.ackMarks, ackMark{through: r.through, at: time.Now()})
+		if o.opts.Durability == Fsync {
+			c.dirty = true // the watermark itself is worth keeping
+		}
+	} else {
+		o.purge(b, c.watermark)
+	}
+	o.trimCheckpoints(c.watermark)
+	return ""
+}
+
+func (o *Outbox) trimCheckpoints(wm Seq) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	i := 0
+	for i < len(o.checkpoints) && o.checkpoints[i].Last <= wm {
+		i++
+	}
+	if i > 0 {
+		o.checkpoints = append(o.checkpoints[:0], o.checkpoints[i:]...)
+	}
+}
+
+// purge deletes every record up to through (at most the watermark) from disk
+// and memory.
+func (o *Outbox) purge(b *pebble.Batch, through Seq) {
+	c := &o.c
+	if through > c.watermark {
+		through = c.watermark
+	}
+	if through <= c.deleted {
+		return
+	}
+	cum := c.wmCum
+	if through != c.watermark {
+		var err error
+		if cum, err = o.cumAt(through); err != nil {
+			o.log().Error("outbox: purge", "err", err)
+			return
+		}
+	}
+	o.deletePrefix(b, through, cum)
+	// Forget ack marks that are covered.
+	k := 0
+	for _, m := range c.ackMarks {
+		if m.through > through {
+			c.ackMarks[k] = m
+			k++
+		}
+	}
+	c.ackMarks = c.ackMarks[:k]
+}
+
+// deletePrefix deletes every record in (deleted, through] from disk and
+// spill memory. cum is the cumulative byte count at through.
+func (o *Outbox) deletePrefix(b *pebble.Batch, through Seq, cum uint64) {
+	c := &o.c
+	if d := min(through, c.diskHead); d > c.deleted {
+		_ = b.DeleteRange(recordKey(c.epoch, c.deleted+1), recordKey(c.epoch, d+1), nil)
+		c.dirty = true
+	}
+	if through > c.diskHead {
+		c.diskHead = through // publish drops them from memory
+	}
+	if through > c.head {
+		c.head, c.headCum = through, cum
+	}
+	o.deletedSince += int64(cum - c.deletedCum)
+	c.deleted = through
+	c.deletedCum = cum
+	if c.watermark <= c.deleted {
+		c.wmCum = c.deletedCum
+	}
+}
+
+// makeRoom (drop_oldest) deletes acknowledged, then the oldest unacknowledged
+// records until size more bytes fit.
+func (o *Outbox) makeRoom(b *pebble.Batch, size int64) error {
+	c := &o.c
+	used := func() int64 { return int64(c.headMemCum - c.deletedCum) }
+	if used()+size <= o.opts.MaxBytes {
+		return nil
+	}
+	o.purge(b, c.watermark)
+	need := used() + size - o.opts.MaxBytes
+	if need <= 0 {
+		return nil
+	}
+	target := c.deletedCum + uint64(need)
+	// Find the smallest seq whose cum reaches target: on disk first, then memory.
+	var upTo Seq
+	var upToCum uint64
+	if c.diskHead > c.deleted {
+		it, err := o.db.NewIter(&pebble.IterOptions{
+			LowerBound: recordKey(c.epoch, c.deleted+1),
+			UpperBound: recordKey(c.epoch, c.diskHead+1),
+		})
+		if err != nil {
+			return err
+		}
+		for ok := it.First(); ok; ok = it.Next() {
+			cum, err := decodeCum(it.Value())
+			if err != nil {
+				break
+			}
+			_, s, _ := parseRecordKey(it.Key())
+			upTo, upToCum = s, cum
+			if cum >= target {
+				break
+			}
+		}
+		if err := it.Close(); err != nil {
+			return err
+		}
+	}
+	if upToCum < target {
+		o.mu.Lock()
+		for i := range o.mem {
+			upTo, upToCum = o.mem[i].rec.Seq, o.mem[i].cum
+			if upToCum >= target {
+				break
+			}
+		}
+		o.mu.Unlock()
+	}
+	if upTo <= c.deleted {
+		return &FullError{Reason: "max_bytes"}
+	}
+	dr := Range{First: c.deleted + 1, Last: upTo}
+	c.addDrop(dr, upToCum)
+	c.dropped += dr.Len()
+	o.deletePrefix(b, upTo, upToCum)
+	if c.watermark < c.deleted {
+		c.wmCum = c.deletedCum
+	}
+	c.dirty = true
+	o.trimCheckpoints(upTo)
+	return nil
+}
+
+// housekeeping runs on the committer's ticker: retention, spill, disk checks.
+func (o *Outbox) housekeeping() {
+	if o.failedErr() != nil {
+		return
+	}
+	o.checkDisk(false)
+	c := &o.c
+	b := o.db.NewBatch()
+	defer b.Close()
+	sync := false
+	if o.opts.RetainAcked > 0 && len(c.ackMarks) > 0 {
+		cutoff := time.Now().Add(-o.opts.RetainAcked)
+		var through Seq
+		for _, m := range c.ackMarks {
+			if m.at.Before(cutoff) {
+				through = m.through
+			}
+		}
+		if through > 0 {
+			o.purge(b, through)
+		}
+	}
+	if o.opts.Durability == Spill {
+		o.spillDue(b, &sync)
+	}
+	if c.dirty {
+		_ = b.Set(metaKey, c.meta.encode(nil), nil)
+		c.dirty = false
+		wo := pebble.NoSync
+		if sync {
+			wo = pebble.Sync
+		}
+		if err := o.apply(b, wo); err != nil {
+			return
+		}
+		o.publish()
+	}
+	o.maybeCompact()
+}
+
+// maybeCompact compacts the deleted key range in the background once enough
+// was deleted, so that disk space comes back (pebble#3744).
+func (o *Outbox) maybeCompact() {
+	threshold := max(o.opts.MaxBytes/16, 4<<20)
+	if o.deletedSince < threshold && (o.deletedSince == 0 || time.Since(o.lastCompacted) < 10*time.Minute) {
+		return
+	}
+	if !o.compactBusy.CompareAndSwap(false, true) {
+		return
+	}
+	o.deletedSince = 0
+	o.lastCompacted = time.Now()
+	epoch, deleted := o.c.epoch, o.c.deleted
+	go func() {
+		defer o.compactBusy.Store(false)
+		defer func() { _ = recover() }()
+		if o.closing.Load() {
+			return
+		}
+		start := []byte{kindRecord}
+		end := recordKey(epoch, deleted+1)
+		if err := o.db.Compact(start, end, false); err != nil && !errors.Is(err, pebble.ErrClosed) {
+			o.log().Warn("outbox: compaction of acknowledged records failed", "err", err)
+		}
+	}()
+}
+
+// flushOnClose writes what only memory holds (spill mode) and releases the
+// sequence reservation, so that a clean restart reports no loss.
+func (o *Outbox) flushOnClose() error {
+	for o.compactBusy.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	c := &o.c
+	b := o.db.NewBatch()
+	defer b.Close()
+	if o.opts.Durability == Spill {
+		o.spillUpTo(b, c.headMem)
+		for name, v := range c.sources {
+			_ = b.Set(sourceKey(name), v, nil)
+		}
+	}
+	c.reserved = c.head
+	_ = b.Set(metaKey, c.meta.encode(nil), nil)
+	return o.apply(b, pebble.Sync)
+}

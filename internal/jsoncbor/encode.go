@@ -3,6 +3,7 @@ package jsoncbor
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"math"
 	"slices"
 	"strconv"
@@ -204,9 +205,22 @@ type keySpan struct {
 	off        int
 }
 
-// smallKeys is the number of keys per object checked for duplicates with a
-// quadratic scan on a stack array; larger objects are sorted.
+// smallKeys is the number of keys per object checked for duplicates on a
+// stack array with a 64-bit filter; larger objects are sorted.
 const smallKeys = 16
+
+// keyBit hashes a key to one of 64 bits.
+func keyBit(k []byte) uint8 {
+	x := uint64(len(k))
+	if len(k) >= 8 {
+		x ^= binary.LittleEndian.Uint64(k) ^ binary.LittleEndian.Uint64(k[len(k)-8:])*0xff51afd7ed558ccd
+	} else {
+		for _, c := range k {
+			x = x<<8 | uint64(c)
+		}
+	}
+	return uint8((x * 0x9e3779b97f4a7c15) >> 58)
+}
 
 // findDup returns the key that first repeats an earlier key of the same
 // object (the one with the smallest input offset among the repeats).
@@ -214,13 +228,20 @@ const smallKeys = 16
 // strings since the encoding is canonical. keys may be reordered.
 func findDup(dst []byte, keys []keySpan) (keySpan, bool) {
 	if len(keys) <= smallKeys {
-		for j := 1; j < len(keys); j++ {
-			kj := dst[keys[j].start:keys[j].end]
-			for i := 0; i < j; i++ {
-				if bytes.Equal(dst[keys[i].start:keys[i].end], kj) {
-					return keys[j], true
+		var bits [smallKeys]uint8
+		var seen uint64
+		for j, kj := range keys {
+			k := dst[kj.start:kj.end]
+			b := keyBit(k)
+			bits[j] = b
+			if seen&(1<<b) != 0 {
+				for i := range j {
+					if bits[i] == b && bytes.Equal(dst[keys[i].start:keys[i].end], k) {
+						return kj, true
+					}
 				}
 			}
+			seen |= 1 << b
 		}
 		return keySpan{}, false
 	}

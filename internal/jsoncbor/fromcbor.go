@@ -230,15 +230,19 @@ func (d *cdec) text(off int, n uint64, indef bool) (int, error) {
 			return start, d.eof()
 		}
 		s := d.src[d.pos : d.pos+int(n)]
-		if !utf8.Valid(s) {
-			return start, errorf(d.pos+invalidUTF8At(s), ErrInvalidUTF8, "invalid UTF-8 in text string")
-		}
-		d.pos += int(n)
 		if d.json {
 			d.dst = append(d.dst, '"')
-			d.dst = appendEscaped(d.dst, s)
+			var bad int
+			if d.dst, bad = appendEscaped(d.dst, s); bad >= 0 {
+				return start, errorf(d.pos+bad, ErrInvalidUTF8, "invalid UTF-8 in text string")
+			}
 			d.dst = append(d.dst, '"')
+			d.pos += int(n)
 		} else {
+			if !utf8.Valid(s) {
+				return start, errorf(d.pos+invalidUTF8At(s), ErrInvalidUTF8, "invalid UTF-8 in text string")
+			}
+			d.pos += int(n)
 			d.dst = appendHead(d.dst, majText, n)
 			d.dst = append(d.dst, s...)
 		}
@@ -261,7 +265,7 @@ func (d *cdec) text(off int, n uint64, indef bool) (int, error) {
 			return start, errorf(d.pos-len(c)+invalidUTF8At(c), ErrInvalidUTF8, "invalid UTF-8 in text string chunk")
 		}
 		if d.json {
-			d.dst = appendEscaped(d.dst, c)
+			d.dst, _ = appendEscaped(d.dst, c)
 		} else {
 			d.dst = append(d.dst, c...)
 		}
@@ -506,14 +510,28 @@ func majorName(ib byte) string {
 
 const hexDigits = "0123456789abcdef"
 
-// appendEscaped appends s (valid UTF-8) escaped for the inside of a JSON
-// string: quote, backslash and control characters; \b \f \n \r \t where
-// they exist, \u00XX otherwise.
-func appendEscaped(dst, s []byte) []byte {
+// appendEscaped appends s escaped for the inside of a JSON string: quote,
+// backslash and control characters; \b \f \n \r \t where they exist,
+// \u00XX otherwise. It checks that s is valid UTF-8; if not, it returns
+// the offset in s of the first invalid byte, else -1.
+func appendEscaped(dst, s []byte) ([]byte, int) {
 	start := 0
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		c := s[i]
-		if plain[c] {
+		switch class[c] {
+		case 1:
+			i++
+			continue
+		case 2:
+			if c < 0xe0 && i+1 < len(s) && c >= 0xc2 && s[i+1]&0xc0 == 0x80 {
+				i += 2 // two-byte sequence, the common case
+				continue
+			}
+			r, n := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				return dst, i
+			}
+			i += n
 			continue
 		}
 		dst = append(dst, s[start:i]...)
@@ -533,7 +551,8 @@ func appendEscaped(dst, s []byte) []byte {
 		default:
 			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
 		}
-		start = i + 1
+		i++
+		start = i
 	}
-	return append(dst, s[start:]...)
+	return append(dst, s[start:]...), -1
 }

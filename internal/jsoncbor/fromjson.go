@@ -231,11 +231,17 @@ func textHead(b []byte) (major byte, hl int, n int) {
 	return b[0] &^ 31, 9, int(u)
 }
 
-// plain[c] is true for bytes that stand for themselves inside a JSON
-// string, unescaped (UTF-8 validity is checked separately).
-var plain = func() (t [256]bool) {
+// class sorts the bytes of a JSON string: quote, backslash and control
+// characters (0), other ASCII (1), non-ASCII (2).
+var class = func() (t [256]uint8) {
 	for c := 0x20; c < 256; c++ {
-		t[c] = c != '"' && c != '\\'
+		switch {
+		case c == '"' || c == '\\':
+		case c < 0x80:
+			t[c] = 1
+		default:
+			t[c] = 2
+		}
 	}
 	return t
 }()
@@ -245,9 +251,9 @@ func (d *jdec) str() error {
 	src := d.src
 	start := d.pos + 1
 	i := start
-	esc := false
+	esc, ascii := false, true
 	for {
-		for i < len(src) && plain[src[i]] {
+		for i < len(src) && class[src[i]] == 1 {
 			i++
 		}
 		if i >= len(src) {
@@ -262,12 +268,17 @@ func (d *jdec) str() error {
 			i += 2
 			continue
 		}
+		if c >= 0x80 {
+			ascii = false
+			i++
+			continue
+		}
 		return d.syntax(i, "in string literal")
 	}
 	raw := src[start:i]
 	d.pos = i + 1
 	if !esc {
-		if !utf8.Valid(raw) {
+		if !ascii && !utf8.Valid(raw) {
 			return errorf(start+invalidUTF8At(raw), ErrInvalidUTF8, "invalid UTF-8 in string")
 		}
 		d.dst = appendHead(d.dst, majText, uint64(len(raw)))

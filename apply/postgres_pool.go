@@ -1,0 +1,128 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// pgPool is a small pool of pgx connections: at most size at once, opened
+// on demand, kept while healthy and idle in no transaction. Each connection
+// caches its prepared statements (pgx's default), which is what makes the
+// apply statements cheap after the first batch.
+type pgPool struct {
+	cfg   *pgx.ConnConfig
+	slots chan struct{} // one token per connection in use
+
+	mu     sync.Mutex
+	idle   []*pgx.Conn
+	closed bool
+}
+
+func newPGPool(cfg *pgx.ConnConfig, size int) *pgPool {
+	return &pgPool{cfg: cfg, slots: make(chan struct{}, size)}
+}
+
+// acquire returns a connection, waiting for a free slot.
+func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.slots
+		return nil, ErrClosed
+	}
+	var c *pgx.Conn
+	for c == nil && len(p.idle) > 0 {
+		c = p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if c.IsClosed() {
+			c = nil
+		}
+	}
+	p.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := pgx.ConnectConfig(ctx, p.cfg)
+	if err != nil {
+		<-p.slots
+		return nil, fmt.Errorf("postgres connect: %w", err)
+	}
+	return c, nil
+}
+
+// release gives c back: kept when healthy and outside a transaction,
+// closed otherwise.
+func (p *pgPool) release(c *pgx.Conn) {
+	keep := !c.IsClosed() && c.PgConn().TxStatus() == 'I'
+	if keep {
+		p.mu.Lock()
+		if !p.closed {
+			p.idle = append(p.idle, c)
+			c = nil
+		}
+		p.mu.Unlock()
+	}
+	if c != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c.Close(ctx)
+		cancel()
+	}
+	<-p.slots
+}
+
+// ping checks that the server answers.
+func (p *pgPool) ping(ctx context.Context) error {
+	c, err := p.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer p.release(c)
+	return c.Ping(ctx)
+}
+
+// begin starts a transaction on a pooled connection; ending it (pgTx.commit
+// or pgTx.rollback) gives the connection back.
+func (p *pgPool) begin(ctx context.Context) (*pgTx, error) {
+	c, err := p.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		p.release(c)
+		return nil, fmt.Errorf("postgres begin: %w", err)
+	}
+	return &pgTx{pool: p, conn: c, tx: tx}, nil
+}
+
+// close waits for the connections in use to come back, then closes all.
+func (p *pgPool) close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	for range cap(p.slots) { // every slot free: nothing in use
+		p.slots <- struct{}{}
+	}
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, c := range idle {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c.Close(ctx)
+		cancel()
+	}
+}

@@ -1,0 +1,138 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Kind is the database behind a Store.
+type Kind string
+
+// The store kinds.
+const (
+	KindSQLite   Kind = "sqlite"
+	KindPostgres Kind = "postgres"
+)
+
+// StoreKind tells which database a store URL names: sqlite:///abs/path.db or
+// postgres://… (also postgresql://…). The sink's config validation uses it to
+// refuse shared_group with SQLite.
+func StoreKind(storeURL string) (Kind, error) {
+	u, err := url.Parse(storeURL)
+	if err != nil {
+		return "", fmt.Errorf("%q: %w", redactURL(storeURL), err)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "sqlite":
+		if u.Host != "" || u.Opaque != "" || !filepath.IsAbs(u.Path) || strings.HasSuffix(u.Path, "/") {
+			return "", fmt.Errorf("%q: want sqlite:///absolute/path.db", storeURL)
+		}
+		if u.RawQuery != "" {
+			return "", fmt.Errorf("%q: sqlite URLs take no parameters", storeURL)
+		}
+		return KindSQLite, nil
+	case "postgres", "postgresql":
+		return KindPostgres, nil
+	case "":
+		return "", errors.New("must not be empty; want sqlite:///path.db or postgres://user@host:5432/db")
+	}
+	return "", fmt.Errorf("%q: unknown scheme %q; want sqlite:// or postgres://", redactURL(storeURL), u.Scheme)
+}
+
+// redactURL hides a password written in a URL, for error messages.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// StoreConfig is the store block of the sink configuration.
+type StoreConfig struct {
+	// URL is sqlite:///absolute/path.db or postgres://user@host:5432/db
+	// (any libpq URL; postgresql:// works too). Required.
+	URL string `yaml:"url"`
+	// PasswordFile holds the PostgreSQL password (trailing newline ignored),
+	// so that it stays out of the URL; it overrides a password in the URL.
+	// Default "": the password comes from the URL, PGPASSWORD or ~/.pgpass.
+	PasswordFile string `yaml:"password_file"`
+	// GapWait is how long Apply keeps retrying, PostgreSQL only, a batch that
+	// starts past the watermark before it answers gap: with shared
+	// subscriptions the batch in front is usually being committed by another
+	// sink at that very moment. Between tries the transaction is rolled back
+	// and Apply sleeps a few milliseconds. Default 250ms; zero answers gap at
+	// once. SQLite (one sink) never waits.
+	GapWait time.Duration `yaml:"gap_wait"`
+	// MaxConns is the PostgreSQL connection pool size. Default 0: pgx's
+	// default, the larger of 4 and the number of CPUs.
+	MaxConns int `yaml:"max_conns"`
+}
+
+// DefaultStoreConfig returns the defaults; URL must still be set.
+func DefaultStoreConfig() StoreConfig {
+	return StoreConfig{GapWait: 250 * time.Millisecond}
+}
+
+// Validate reports every problem of c at once, naming each key as written in
+// the sink configuration (store.url, store.gap_wait, …).
+func (c *StoreConfig) Validate() error {
+	var errs []error
+	kind, err := StoreKind(c.URL)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("store.url: %w", err))
+	}
+	if c.PasswordFile != "" && kind == KindSQLite {
+		errs = append(errs, errors.New("store.password_file: only for postgres:// URLs"))
+	}
+	if c.GapWait < 0 {
+		errs = append(errs, fmt.Errorf("store.gap_wait: %v: must be >= 0", c.GapWait))
+	}
+	if c.MaxConns < 0 {
+		errs = append(errs, fmt.Errorf("store.max_conns: %d: must be >= 0", c.MaxConns))
+	}
+	return errors.Join(errs...)
+}
+
+// Open validates c, opens the store and applies any pending schema
+// migrations.
+func (c StoreConfig) Open(ctx context.Context) (*Store, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	kind, _ := StoreKind(c.URL)
+	var (
+		be  backend
+		err error
+	)
+	switch kind {
+	case KindSQLite:
+		u, _ := url.Parse(c.URL)
+		be, err = openSQLite(ctx, u.Path)
+	case KindPostgres:
+		be, err = openPostgres(ctx, c)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{be: be, kind: kind}
+	if kind == KindPostgres {
+		s.gapWait = c.GapWait
+	}
+	return s, nil
+}
+
+// OpenStore opens the store at storeURL with DefaultStoreConfig's settings
+// and applies any pending schema migrations. passwordFile is used only for
+// PostgreSQL ("" for none).
+func OpenStore(ctx context.Context, storeURL, passwordFile string) (*Store, error) {
+	c := DefaultStoreConfig()
+	c.URL = storeURL
+	c.PasswordFile = passwordFile
+	return c.Open(ctx)
+}

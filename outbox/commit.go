@@ -63,7 +63,11 @@ func (o *Outbox) fail(err error) {
 func (o *Outbox) apply(b *pebble.Batch, wo *pebble.WriteOptions) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("pebble: %v", p)
+			if fp, ok := p.(fatalPanic); ok {
+				err = errors.New(fp.msg)
+			} else {
+				err = fmt.Errorf("pebble: %v", p)
+			}
 		}
 		if err != nil {
 			o.fail(err)

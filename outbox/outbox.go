@@ -182,6 +182,9 @@ func (o *Outbox) open() error {
 	if err := fs.MkdirAll(o.dir, 0o700); err != nil {
 		return fmt.Errorf("outbox: create %s: %w", o.dir, err)
 	}
+	if err := syncDir(fs, fs.PathDir(o.dir)); err != nil {
+		return fmt.Errorf("outbox: sync %s: %w", fs.PathDir(o.dir), err)
+	}
 	lock, err := fs.Lock(fs.PathJoin(o.dir, "LOCK.edgesync"))
 	if err != nil {
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EWOULDBLOCK) ||
@@ -207,6 +210,12 @@ func (o *Outbox) open() error {
 	o.checkDisk(true)
 	o.fs = vfs.OnDiskFull(fs, o.onDiskFull)
 	dbDir := fs.PathJoin(o.dir, "db")
+	if err := fs.MkdirAll(dbDir, 0o700); err != nil {
+		return fmt.Errorf("outbox: create %s: %w", dbDir, err)
+	}
+	if err := syncDir(fs, o.dir); err != nil {
+		return fmt.Errorf("outbox: sync %s: %w", o.dir, err)
+	}
 	reason := "new outbox"
 	db, err := o.openPebble(dbDir)
 	if err != nil && pebble.IsCorruptionError(err) {
@@ -218,6 +227,12 @@ func (o *Outbox) open() error {
 			return fmt.Errorf("outbox: corrupted store %s could not be moved aside: %v (open: %w)", dbDir, rerr, err)
 		}
 		reason = "store was corrupted and moved aside to " + aside
+		if err := fs.MkdirAll(dbDir, 0o700); err != nil {
+			return fmt.Errorf("outbox: create %s: %w", dbDir, err)
+		}
+		if err := syncDir(fs, o.dir); err != nil {
+			return fmt.Errorf("outbox: sync %s: %w", o.dir, err)
+		}
 		db, err = o.openPebble(dbDir)
 	}
 	if err != nil {
@@ -229,6 +244,16 @@ func (o *Outbox) open() error {
 	}
 	ok = true
 	return nil
+}
+
+// syncDir makes the entries of a directory durable (new files and subdirectories).
+func syncDir(fs vfs.FS, dir string) error {
+	f, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 func isHeldByProcess(err error) bool {
@@ -669,18 +694,29 @@ func (o *Outbox) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	func() {
+	// After a storage failure Pebble may panic or hang in Close: give it a
+	// little time, then leave it (the process is expected to restart).
+	closed := make(chan error, 1)
+	go func() {
 		defer func() {
 			if p := recover(); p != nil {
-				errs = append(errs, fmt.Errorf("outbox: close: %v", p))
+				closed <- fmt.Errorf("outbox: close: %v", p)
 			}
 		}()
-		if o.failedErr() == nil {
-			if err := o.db.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("outbox: close: %w", err))
-			}
-		}
+		closed <- o.db.Close()
 	}()
+	wait := time.Duration(1<<63 - 1)
+	if o.failedErr() != nil {
+		wait = 2 * time.Second
+	}
+	select {
+	case err := <-closed:
+		if err != nil && o.failedErr() == nil {
+			errs = append(errs, fmt.Errorf("outbox: close: %w", err))
+		}
+	case <-time.After(wait):
+		errs = append(errs, fmt.Errorf("outbox: close: pebble did not close after a storage failure"))
+	}
 	if o.cache != nil {
 		o.cache.Unref()
 	}

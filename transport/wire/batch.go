@@ -57,8 +57,8 @@ func DecodeBatch(payload []byte) (*Batch, error) {
 }
 
 // DecodeBatchInto is DecodeBatch into b, reusing the memory of b.Records
-// (and of each record's Data) and b.Drops: a slice of b kept from an earlier
-// call is overwritten. On error b holds no valid batch.
+// and b.Drops: slices of b kept from an earlier call are overwritten. The
+// Data of all records share one new buffer. On error b holds no valid batch.
 func DecodeBatchInto(payload []byte, b *Batch) error {
 	if len(payload) > MaxBatchBytes {
 		return tooLarge("batch", "", fmt.Sprintf("payload of %d bytes, more than %d", len(payload), MaxBatchBytes))
@@ -80,12 +80,8 @@ func DecodeBatchInto(payload []byte, b *Batch) error {
 	default:
 		return &FieldError{Message: "batch", Field: "compression", Reason: "unknown compression " + itoa(int(payload[0])), Err: ErrCompression}
 	}
-	*b = Batch{Records: b.Records[:0], Drops: b.Drops[:0]}
-	if err := batchDec.Unmarshal(body, b); err != nil {
-		if ver, ok := version(batchDec, body); ok && ver != Version {
-			return versionError("batch", ver)
-		}
-		return decodeError("batch", err)
+	if err := decodeBatchBody(body, b); err != nil {
+		return err
 	}
 	return b.Validate()
 }
@@ -127,12 +123,11 @@ func (b *Batch) Validate() error {
 	var prev uint64
 	for i := range b.Drops {
 		d := b.Drops[i]
-		f := "drops[" + itoa(i) + "]"
 		if d.First == 0 || d.First > d.Last {
-			return invalid(m, f, "bad range ["+utoa(d.First)+","+utoa(d.Last)+"]")
+			return invalid(m, indexed("drops", i, ""), "bad range ["+utoa(d.First)+","+utoa(d.Last)+"]")
 		}
 		if i > 0 && d.First <= prev {
-			return invalid(m, f, "range ["+utoa(d.First)+","+utoa(d.Last)+"] not after the previous one, which ends at "+utoa(prev))
+			return invalid(m, indexed("drops", i, ""), "range ["+utoa(d.First)+","+utoa(d.Last)+"] not after the previous one, which ends at "+utoa(prev))
 		}
 		prev = d.Last
 	}
@@ -140,25 +135,38 @@ func (b *Batch) Validate() error {
 	di := 0 // the first drop that does not end before the current record
 	for i := range b.Records {
 		r := &b.Records[i]
-		f := "records[" + itoa(i) + "]"
 		if r.Seq == 0 {
-			return invalid(m, f+".seq", "must be >= 1")
+			return invalid(m, indexed("records", i, "seq"), "must be >= 1")
 		}
 		if i > 0 && r.Seq <= prev {
-			return invalid(m, f+".seq", utoa(r.Seq)+" not after "+utoa(prev))
+			return invalid(m, indexed("records", i, "seq"), utoa(r.Seq)+" not after "+utoa(prev))
 		}
 		prev = r.Seq
 		for di < len(b.Drops) && b.Drops[di].Last < r.Seq {
 			di++
 		}
 		if di < len(b.Drops) && b.Drops[di].First <= r.Seq {
-			return invalid(m, f+".seq", utoa(r.Seq)+" inside drops["+itoa(di)+"]")
+			return invalid(m, indexed("records", i, "seq"), utoa(r.Seq)+" inside drops["+itoa(di)+"]")
 		}
-		if err := r.validate(m, f+"."); err != nil {
+		if err := r.validate(m, i); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// indexed names a field of an element of a list: "records[3].stream", or
+// "records[3]" when field is empty. For a record on its own (i < 0) it is
+// just field.
+func indexed(list string, i int, field string) string {
+	if i < 0 {
+		return field
+	}
+	s := list + "[" + itoa(i) + "]"
+	if field != "" {
+		s += "." + field
+	}
+	return s
 }
 
 // Validate reports the first rule r breaks, as a *FieldError naming the
@@ -169,41 +177,51 @@ func (b *Batch) Validate() error {
 // one well-formed CBOR item (see ValidData). Seq is checked by
 // Batch.Validate. Capture can call it to refuse at ingest what the agent
 // could not send.
-func (r *Record) Validate() error { return r.validate("record", "") }
+func (r *Record) Validate() error { return r.validate("record", -1) }
 
-func (r *Record) validate(m, p string) error {
+// validate checks records[i], or a record on its own when i < 0.
+func (r *Record) validate(m string, i int) error {
+	f := func(field string) string { return indexed("records", i, field) }
 	if !ValidStream(r.Stream) {
-		return invalidValue(m, p+"stream", r.Stream)
+		return invalidValue(m, f("stream"), r.Stream)
 	}
 	if !validText(r.Key, MaxKeyBytes) {
-		return invalid(m, p+"key", "must be valid UTF-8 of at most "+itoa(MaxKeyBytes)+" bytes")
+		return invalid(m, f("key"), "must be valid UTF-8 of at most "+itoa(MaxKeyBytes)+" bytes")
 	}
 	if !utf8.ValidString(r.ID) || utf8.RuneCountInString(r.ID) > MaxIDRunes {
-		return invalid(m, p+"id", "must be valid UTF-8 of at most "+itoa(MaxIDRunes)+" characters")
+		return invalid(m, f("id"), "must be valid UTF-8 of at most "+itoa(MaxIDRunes)+" characters")
 	}
 	if r.Op != OpUpsert && r.Op != OpDelete {
-		return invalid(m, p+"op", "unknown op "+itoa(int(r.Op)))
+		return invalid(m, f("op"), "unknown op "+itoa(int(r.Op)))
 	}
 	if r.Schema == "" {
 		if r.SchemaVersion != 0 {
-			return invalid(m, p+"schema_version", "is "+utoa(uint64(r.SchemaVersion))+" without a schema")
+			return invalid(m, f("schema_version"), "is "+utoa(uint64(r.SchemaVersion))+" without a schema")
 		}
 	} else {
 		if !ValidSchemaName(r.Schema) {
-			return invalidValue(m, p+"schema", r.Schema)
+			return invalidValue(m, f("schema"), r.Schema)
 		}
 		if r.SchemaVersion == 0 {
-			return invalid(m, p+"schema_version", "must be > 0 with schema "+quote(r.Schema))
+			return invalid(m, f("schema_version"), "must be > 0 with schema "+quote(r.Schema))
 		}
 	}
 	if len(r.Data) == 0 {
-		return invalid(m, p+"data", "missing")
+		return invalid(m, f("data"), "missing")
+	}
+	if n := r.Size(); n > MaxRecordBytes {
+		return tooLarge(m, f(""), "record of "+itoa(n)+" bytes, more than "+itoa(MaxRecordBytes))
 	}
 	if err := dataDec.Wellformed(r.Data); err != nil {
-		return invalid(m, p+"data", "not one well-formed CBOR item: "+err.Error())
+		return invalid(m, f("data"), "not one well-formed CBOR item: "+err.Error())
 	}
 	return nil
 }
+
+// MaxRecordBytes is the largest record, as Record.Size counts it: a batch of
+// one record this large and MaxDrops drops still fits in MaxBatchBytes,
+// compressed or not. Capture must refuse larger records.
+const MaxRecordBytes = 768 << 10
 
 // Size is the number of bytes r takes in a batch body, before compression.
 // A batch body is BodySize() bytes: a header of at most a few hundred bytes

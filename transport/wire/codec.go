@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 
@@ -11,21 +12,11 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// Limits on the data item of a record, checked by ValidData, by EncodeBatch
-// and by DecodeBatch. Capture should refuse data that breaks them at ingest:
-// the agent cannot send such a record.
-const (
-	// MaxDataDepth is how deeply arrays, maps and tags may nest inside
-	// Record.Data (a flat map is depth 1).
-	MaxDataDepth = 24
-	// MaxDataLen is the largest number of elements of an array, or of pairs
-	// of a map, anywhere in a batch, Record.Data included.
-	MaxDataLen = MaxRecords
-)
-
-// batchDepth is how deep Record.Data sits in a batch body: the batch map,
-// the records array, the record array.
-const batchDepth = 3
+// MaxDataDepth is how deeply arrays, maps and tags may nest inside
+// Record.Data (a flat map is depth 1): the same as internal/jsoncbor's
+// MaxDepth, so that whatever ingest accepts can be sent. Arrays and maps in
+// Record.Data have no limit on their number of elements but the body's size.
+const MaxDataDepth = 64
 
 // zstdWindow is the encoder's window: batches are at most a few hundred KiB
 // before compression, so a larger window gains nothing and costs memory.
@@ -49,34 +40,34 @@ var (
 		return em
 	}()
 
-	// batchDec decodes batch bodies.
-	batchDec = mustDecMode(batchDepth+MaxDataDepth, MaxDataLen, MaxDataLen)
-	// dataDec checks Record.Data on its own.
-	dataDec = mustDecMode(MaxDataDepth, MaxDataLen, MaxDataLen)
+	// dataDec checks Record.Data, and the values of unknown keys of a
+	// batch, which may hold anything well formed: indefinite lengths, tags.
+	dataDec = mustDecMode(cbor.DecOptions{
+		MaxNestedLevels:  MaxDataDepth,
+		MaxArrayElements: math.MaxInt32,
+		MaxMapPairs:      math.MaxInt32,
+	}, true)
 	// ackDec decodes acks: a map holding an array of arrays.
-	ackDec = mustDecMode(4, MaxParked, 64)
+	ackDec = mustDecMode(cbor.DecOptions{MaxNestedLevels: 4, MaxArrayElements: MaxParked, MaxMapPairs: 64}, false)
 	// controlDec decodes state, cmd, config and config status: flat maps,
 	// except Cmd.Args, a map of strings.
-	controlDec = mustDecMode(4, 16, 64)
+	controlDec = mustDecMode(cbor.DecOptions{MaxNestedLevels: 4, MaxArrayElements: 16, MaxMapPairs: 64}, false)
 )
 
-// mustDecMode returns the strict decoding mode shared by every message:
+// mustDecMode completes opts with the rules shared by every message:
 // duplicate map keys refused, text strings must be valid UTF-8, byte strings
-// never decode into text fields or the other way round, and the given
-// nesting and size limits. Indefinite lengths and tags are accepted (inside
-// Record.Data they are the sink's business); encoders never write them.
-func mustDecMode(depth, arrayElems, mapPairs int) cbor.DecMode {
-	dm, err := cbor.DecOptions{
-		DupMapKey:           cbor.DupMapKeyEnforcedAPF,
-		MaxNestedLevels:     depth,
-		MaxArrayElements:    max(arrayElems, 16),
-		MaxMapPairs:         max(mapPairs, 16),
-		IndefLength:         cbor.IndefLengthAllowed,
-		TagsMd:              cbor.TagsAllowed,
-		UTF8:                cbor.UTF8RejectInvalid,
-		ByteStringToString:  cbor.ByteStringToStringForbidden,
-		FieldNameByteString: cbor.FieldNameByteStringForbidden,
-	}.DecMode()
+// never decode into text fields. Unless lenient, indefinite lengths and
+// tags are refused too: encoders never write them.
+func mustDecMode(opts cbor.DecOptions, lenient bool) cbor.DecMode {
+	opts.DupMapKey = cbor.DupMapKeyEnforcedAPF
+	opts.UTF8 = cbor.UTF8RejectInvalid
+	opts.ByteStringToString = cbor.ByteStringToStringForbidden
+	opts.FieldNameByteString = cbor.FieldNameByteStringForbidden
+	opts.IndefLength, opts.TagsMd = cbor.IndefLengthForbidden, cbor.TagsForbidden
+	if lenient {
+		opts.IndefLength, opts.TagsMd = cbor.IndefLengthAllowed, cbor.TagsAllowed
+	}
+	dm, err := opts.DecMode()
 	if err != nil {
 		panic(err)
 	}
@@ -84,7 +75,7 @@ func mustDecMode(depth, arrayElems, mapPairs int) cbor.DecMode {
 }
 
 // ValidData reports whether data is exactly one well-formed CBOR data item
-// within MaxDataDepth and MaxDataLen. It does not look at what the item
+// nesting at most MaxDataDepth deep. It does not look at what the item
 // means: text that is not UTF-8, duplicate map keys or tags inside data are
 // for the sink to park.
 func ValidData(data []byte) error {
@@ -187,7 +178,7 @@ func unzstd(in []byte) ([]byte, *buffer, error) {
 	out, err := zstdDecoder().DecodeAll(in, buf.b[:0:n+zstdSlack])
 	if err != nil {
 		putBuffer(buf)
-		if err == zstd.ErrDecoderSizeExceeded {
+		if err == zstd.ErrDecoderSizeExceeded || err == zstd.ErrFrameSizeExceeded {
 			return nil, nil, tooLarge("batch", "", "decodes to more than it declares")
 		}
 		return nil, nil, malformed("batch", fmt.Errorf("zstd: %w", err))
@@ -203,12 +194,12 @@ func unzstd(in []byte) ([]byte, *buffer, error) {
 // protocol version from a malformed one.
 func version(dm cbor.DecMode, data []byte) (uint64, bool) {
 	var v struct {
-		V uint64 `cbor:"1,keyasint"`
+		V *uint64 `cbor:"1,keyasint"`
 	}
-	if dm.Unmarshal(data, &v) != nil {
+	if dm.Unmarshal(data, &v) != nil || v.V == nil {
 		return 0, false
 	}
-	return v.V, true
+	return *v.V, true
 }
 
 func versionError(msg string, v uint64) *FieldError {

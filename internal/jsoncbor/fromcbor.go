@@ -196,29 +196,29 @@ func (d *cdec) simple(off int, ib byte, arg uint64) error {
 
 // chunk reads the next chunk of an indefinite-length string of the given
 // major type; done is true at the break.
-func (d *cdec) chunk(major byte) (c []byte, off int, done bool, err error) {
-	off = d.pos
+func (d *cdec) chunk(major byte) (c []byte, done bool, err error) {
+	off := d.pos
 	if off >= len(d.src) {
-		return nil, off, false, d.eof()
+		return nil, false, d.eof()
 	}
 	if d.src[off] == cborBreak {
 		d.pos++
-		return nil, off, true, nil
+		return nil, true, nil
 	}
 	ib, n, indef, err := d.head()
 	if err != nil {
-		return nil, off, false, err
+		return nil, false, err
 	}
 	if ib&^31 != major || indef {
-		return nil, off, false, errorf(off, ErrMalformed, "chunk of an indefinite-length %s is %s, not a definite-length %s",
+		return nil, false, errorf(off, ErrMalformed, "chunk of an indefinite-length %s is %s, not a definite-length %s",
 			majorName(major), majorName(ib), majorName(major))
 	}
 	if n > uint64(len(d.src)-d.pos) {
-		return nil, off, false, d.eof()
+		return nil, false, d.eof()
 	}
 	c = d.src[d.pos : d.pos+int(n)]
 	d.pos += int(n)
-	return c, off, false, nil
+	return c, false, nil
 }
 
 // text transcodes a text string whose head (at off) was read; it returns
@@ -254,7 +254,7 @@ func (d *cdec) text(off int, n uint64, indef bool) (int, error) {
 		d.dst = grow(d.dst, 9)
 	}
 	for {
-		c, _, done, err := d.chunk(majText)
+		c, done, err := d.chunk(majText)
 		if err != nil {
 			return start, err
 		}
@@ -306,7 +306,7 @@ func (d *cdec) bytes(off int, n uint64, indef bool) error {
 	}
 	var b64 b64Writer
 	for {
-		c, _, done, err := d.chunk(majBytes)
+		c, done, err := d.chunk(majBytes)
 		if err != nil {
 			return err
 		}
@@ -467,14 +467,15 @@ func (d *cdec) mapping(off int, n uint64, indef bool, depth int) error {
 
 func (d *cdec) dupKey(k keySpan) error {
 	enc := d.dst[k.start:k.end]
-	var key []byte
 	if d.json {
-		key = enc[1 : len(enc)-1] // escaped, between the quotes
-	} else {
-		_, hl, n := textHead(enc)
-		key = enc[hl : hl+n]
+		// Read the key again from the input, as canonical CBOR.
+		kd := cdec{src: d.src, pos: k.off}
+		_, karg, kindef, _ := kd.head()
+		_, _ = kd.text(k.off, karg, kindef)
+		enc = kd.dst
 	}
-	return errorf(k.off, ErrDuplicateKey, "duplicate key %s in map", quoteKey(key))
+	hl, n := textHead(enc)
+	return errorf(k.off, ErrDuplicateKey, "duplicate key %s in map", quoteKey(enc[hl:hl+n]))
 }
 
 // majorName names the kind of item an initial byte starts.

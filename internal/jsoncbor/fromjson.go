@@ -206,29 +206,22 @@ func (d *jdec) object(depth int) error {
 
 func (d *jdec) dupKey(k keySpan) error {
 	enc := d.dst[k.start:k.end]
-	_, hl, n := textHead(enc)
+	hl, n := textHead(enc)
 	return errorf(k.off, ErrDuplicateKey, "duplicate key %s in object", quoteKey(enc[hl:hl+n]))
 }
 
-// textHead decodes the head of a well-formed text string this package
-// wrote.
-func textHead(b []byte) (major byte, hl int, n int) {
+// textHead decodes the head of a text string this package wrote: the
+// head's length and the string's.
+func textHead(b []byte) (hl int, n int) {
 	ai := b[0] & 31
-	switch {
-	case ai < 24:
-		return b[0] &^ 31, 1, int(ai)
-	case ai == 24:
-		return b[0] &^ 31, 2, int(b[1])
-	case ai == 25:
-		return b[0] &^ 31, 3, int(b[1])<<8 | int(b[2])
-	case ai == 26:
-		return b[0] &^ 31, 5, int(b[1])<<24 | int(b[2])<<16 | int(b[3])<<8 | int(b[4])
+	if ai < 24 {
+		return 1, int(ai)
 	}
-	var u uint64
-	for _, c := range b[1:9] {
-		u = u<<8 | uint64(c)
+	hl = 1 + 1<<(ai-24)
+	for _, c := range b[1:hl] {
+		n = n<<8 | int(c)
 	}
-	return b[0] &^ 31, 9, int(u)
+	return hl, n
 }
 
 // class sorts the bytes of a JSON string: quote, backslash and control

@@ -1,0 +1,5 @@
+//go:build !race
+
+package jsoncbor
+
+const raceEnabled = false

@@ -88,6 +88,14 @@ func mustEcho(t *testing.T, c net.Conn, msg string) {
 	}
 }
 
+// eventually waits up to 5 s for cond.
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestProxyForwards(t *testing.T) {
 	p := NewProxy(t, "tcp://"+echoServer(t))
 	if p.URL() != "tcp://"+p.Addr() {
@@ -105,7 +113,10 @@ func TestProxyForwards(t *testing.T) {
 	if !bytes.Equal(buf, big) {
 		t.Fatal("1 MiB came back altered")
 	}
+	// The proxy counts a chunk once its write returns, which can be a moment
+	// after the reader has it.
 	want := int64(len("ping") + len(big))
+	eventually(t, func() bool { return p.BytesUp() == want && p.BytesDown() == want })
 	if got := p.BytesUp(); got != want {
 		t.Errorf("BytesUp() = %d, want %d", got, want)
 	}
@@ -149,6 +160,7 @@ func TestProxyBlackhole(t *testing.T) {
 	p := NewProxy(t, echoServer(t))
 	c := dial(t, p.Addr())
 	mustEcho(t, c, "before")
+	eventually(t, func() bool { return p.BytesUp() == int64(len("before")) })
 	up := p.BytesUp()
 
 	p.Blackhole()
@@ -217,7 +229,7 @@ func TestProxyMQTT(t *testing.T) {
 	receive(t, got, "one")
 
 	p.Partition()
-	time.Sleep(300 * time.Millisecond)
+	eventually(t, func() bool { return !pub.IsConnectionOpen() })
 	if pub.IsConnectionOpen() {
 		t.Error("client still connected during Partition")
 	}

@@ -118,8 +118,9 @@ func startProcess(cmd *exec.Cmd, cred *syscall.Credential) (*process, error) {
 	return p, nil
 }
 
-// stop sends sig to the process, waits up to grace for it to exit, then kills
-// the whole process group and waits for every member to be gone.
+// stop sends sig to the process and waits up to grace for it to exit; then,
+// or at once for SIGKILL, it kills the process and all its descendants
+// together, as a crash would, and waits until they are gone.
 func (p *process) stop(sig syscall.Signal, grace time.Duration) {
 	if sig != syscall.SIGKILL {
 		_ = p.cmd.Process.Signal(sig)
@@ -128,15 +129,93 @@ func (p *process) stop(sig syscall.Signal, grace time.Duration) {
 		case <-time.After(grace):
 		}
 	}
-	pgid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	<-p.exited
-	// Children of the leader (PostgreSQL backends) may outlive it briefly.
-	deadline := time.Now().Add(10 * time.Second)
-	for syscall.Kill(-pgid, 0) == nil && time.Now().Before(deadline) {
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-p.exited:
+		// Anything left in its process group.
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		return
+	default:
 	}
+	pid := p.cmd.Process.Pid
+	// Freeze the leader so it forks nothing new, then kill the whole tree.
+	// PostgreSQL backends call setsid, so the process group alone would
+	// miss them, and they would serve their connections for a moment longer.
+	_ = syscall.Kill(pid, syscall.SIGSTOP)
+	tree := descendants(pid)
+	for _, q := range tree {
+		_ = syscall.Kill(q, syscall.SIGKILL)
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	<-p.exited
+	deadline := time.Now().Add(10 * time.Second)
+	for _, q := range tree {
+		for alive(q) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// descendants returns the processes below pid, from /proc.
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := make(map[int][]int)
+	for _, e := range entries {
+		q, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pp, ok := parentOf(q); ok {
+			children[pp] = append(children[pp], q)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		next := queue[0]
+		queue = queue[1:]
+		for _, c := range children[next] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// procStat returns the state and parent of pid from /proc/PID/stat.
+func procStat(pid int) (state byte, ppid int, ok bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 2 {
+		return 0, 0, false
+	}
+	pp, err := strconv.Atoi(f[1])
+	if err != nil || len(f[0]) == 0 {
+		return 0, 0, false
+	}
+	return f[0][0], pp, true
+}
+
+func parentOf(pid int) (int, bool) {
+	_, pp, ok := procStat(pid)
+	return pp, ok
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state != 'Z'
 }
 
 // Process-wide state, released by Main.
@@ -318,3 +397,12 @@ func tail(s string, n int) string {
 	}
 	return "[...]\n" + s
 }
+
+// EnvQEMU is set to "1" by scripts/test.sh for test runs under
+// qemu-user-static.
+const EnvQEMU = "EDGESYNC_QEMU"
+
+// Emulated reports whether the tests run under qemu-user-static
+// (EDGESYNC_QEMU=1), where everything is 5 to 20 times slower: tests may
+// scale down iteration counts and scale up timeouts.
+func Emulated() bool { return os.Getenv(EnvQEMU) == "1" }

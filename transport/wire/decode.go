@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"math"
 )
 
@@ -47,13 +48,6 @@ type bodyReader struct {
 	// record, so that a batch allocates each only once.
 	stream, schema string
 }
-
-// skip is a cbor.Unmarshaler that takes any item and keeps nothing: with it,
-// UnmarshalFirst checks one item and says where it ends. It has no size, so
-// a pointer to one costs no allocation.
-type skip struct{}
-
-func (*skip) UnmarshalCBOR([]byte) error { return nil }
 
 // path names field where the reader is: "records[3].key".
 func (r *bodyReader) path(field string) string {
@@ -177,7 +171,8 @@ func (r *bodyReader) length(field string, major byte, limit int, what string) in
 }
 
 // item reads one well-formed data item of any kind, within MaxDataDepth,
-// and returns it, aliasing the body.
+// and returns it, aliasing the body. itemEnd finds where it ends; package
+// cbor then judges it, exactly as ValidData does on the encoder's side.
 func (r *bodyReader) item(field string) []byte {
 	if r.err != nil {
 		return nil
@@ -186,15 +181,89 @@ func (r *bodyReader) item(field string) []byte {
 		r.fail(field, "unexpected end of body")
 		return nil
 	}
-	rest, err := dataDec.UnmarshalFirst(r.b[r.off:], &skip{})
-	if err != nil {
+	end := itemEnd(r.b, r.off, 0)
+	if end < 0 {
+		// Let package cbor say what is wrong.
+		err := dataDec.Wellformed(r.b[r.off:])
+		if err == nil {
+			err = errors.New("not well formed")
+		}
 		r.fail(field, err.Error())
 		return nil
 	}
-	n := len(r.b) - r.off - len(rest)
-	t := r.b[r.off : r.off+n]
-	r.off += n
+	t := r.b[r.off:end]
+	if err := dataDec.Wellformed(t); err != nil {
+		r.fail(field, err.Error())
+		return nil
+	}
+	r.off = end
 	return t
+}
+
+// itemEnd returns the offset just past the CBOR data item that starts at
+// off in b, or -1 when there is none. For a well-formed item it is exact;
+// it is not a full check of well-formedness (package cbor does that), only
+// bounded: it never reads past b, nests at most MaxDataDepth+1 deep and
+// takes time linear in the item.
+func itemEnd(b []byte, off, depth int) int {
+	if depth > MaxDataDepth+1 || off >= len(b) {
+		return -1
+	}
+	major, ai := b[off]>>5, b[off]&31
+	off++
+	var arg uint64
+	switch {
+	case ai < 24:
+		arg = uint64(ai)
+	case ai <= 27:
+		n := 1 << (ai - 24)
+		if len(b)-off < n {
+			return -1
+		}
+		for _, c := range b[off : off+n] {
+			arg = arg<<8 | uint64(c)
+		}
+		off += n
+	case ai == 31 && major >= 2 && major <= 5:
+		// Indefinite length: items (string chunks, elements, keys and
+		// values) until the break code.
+		for off < len(b) {
+			if b[off] == 0xff {
+				return off + 1
+			}
+			if off = itemEnd(b, off, depth+1); off < 0 {
+				return -1
+			}
+		}
+		return -1
+	default:
+		return -1
+	}
+	switch major {
+	case 2, 3:
+		if arg > uint64(len(b)-off) {
+			return -1
+		}
+		return off + int(arg)
+	case 4, 5:
+		// Each item takes at least one byte.
+		if arg > uint64(len(b)-off) || major == 5 && 2*arg > uint64(len(b)-off) {
+			return -1
+		}
+		n := int(arg)
+		if major == 5 {
+			n *= 2
+		}
+		for range n {
+			if off = itemEnd(b, off, depth+1); off < 0 {
+				return -1
+			}
+		}
+		return off
+	case 6:
+		return itemEnd(b, off, depth+1)
+	}
+	return off // integers, simple values, floats
 }
 
 // maxBatchPairs bounds the batch map: ten keys today, room for more.

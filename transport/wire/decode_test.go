@@ -34,7 +34,7 @@ func batchHead(pairs uint64) cb {
 // what it says.
 func TestDecodeBatchMalformed(t *testing.T) {
 	none := func(body cb) []byte { return append([]byte{CompressionNone}, body...) }
-	record := cb(nil).raw(majorArray|9).uint(1).text("s").text("").text("").uint(0).text("").uint(0).uint(0)
+	record := cb(nil).raw(majorArray | 9).uint(1).text("s").text("").text("").uint(0).text("").uint(0).uint(0)
 	cases := []struct {
 		name    string
 		payload []byte
@@ -65,7 +65,7 @@ func TestDecodeBatchMalformed(t *testing.T) {
 		{"records too many", none(batchHead(9).uint(8).uint(0).uint(9).uint(0).uint(10).head(majorArray, MaxRecords+1)), "wire: batch: records: 10001 records, more than 10000", ErrTooLarge},
 		{"drops announced", none(batchHead(9).uint(8).uint(0).uint(9).uint(0).uint(7).head(majorArray, 100)), "wire: batch: drops: malformed: unexpected end of body: 100 announced", ErrMalformed},
 		{"drop of 3", none(batchHead(9).uint(7).raw(majorArray|1, majorArray|3, 1, 2, 3).uint(8).uint(0).uint(9).uint(0)), "wire: batch: drops[0]: malformed: want an array of 2 elements", ErrMalformed},
-		{"record of 8", none(batchHead(9).uint(8).uint(0).uint(9).uint(0).uint(10).raw(majorArray|1).raw(majorArray|8).raw(record[1:]...)), "wire: batch: records[0]: malformed: want an array of 9 elements", ErrMalformed},
+		{"record of 8", none(batchHead(9).uint(8).uint(0).uint(9).uint(0).uint(10).raw(majorArray | 1).raw(majorArray | 8).raw(record[1:]...)), "wire: batch: records[0]: malformed: want an array of 9 elements", ErrMalformed},
 		{"record stream not text", none(batchHead(9).uint(8).uint(0).uint(9).uint(0).uint(10).raw(majorArray|1, majorArray|9, 1, 1).raw(make([]byte, 8)...)), "wire: batch: records[0].stream: malformed: want a text string, got an unsigned integer", ErrMalformed},
 		{"record op 256", none(batchHead(9).uint(8).uint(0).uint(9).uint(0).uint(10).raw(majorArray|1, majorArray|9, 1).text("s").text("").text("").uint(256).raw(make([]byte, 4)...)), "wire: batch: records[0].op: unknown op 256", ErrInvalid},
 		{"record schema version 2^32", none(batchHead(9).uint(8).uint(0).uint(9).uint(0).uint(10).raw(majorArray|1, majorArray|9, 1).text("s").text("").text("").uint(0).text("s").uint(1 << 32)), "wire: batch: records[0].schema_version: 4294967296 out of the uint32 range", ErrInvalid},
@@ -89,7 +89,7 @@ func TestDecodeBatchMalformed(t *testing.T) {
 func TestDecodeBatchLenient(t *testing.T) {
 	want := testDropsBatch()
 	body := appendBatch(nil, want)
-	body[0]++ // one pair more
+	body[0]++                                                             // one pair more
 	body = cb(body).uint(11).raw(0xbf, 0x61, 'a', 0xc1, 0x9f, 0xff, 0xff) // {_ "a": 1(1)([_ ])}
 	got, err := DecodeBatch(append([]byte{CompressionNone}, body...))
 	if err != nil {

@@ -15,6 +15,9 @@ var (
 	ErrFull = errors.New("outbox: full")
 	// ErrTooLarge: the request alone is larger than the outbox may ever hold.
 	ErrTooLarge = errors.New("outbox: request larger than max_bytes")
+	// ErrRecordTooLarge: one record's data is over MaxRecordBytes; nothing of
+	// the request was stored.
+	ErrRecordTooLarge = errors.New("outbox: record too large")
 	// ErrClosed: the outbox was closed.
 	ErrClosed = errors.New("outbox: closed")
 	// ErrStaleEpoch: an acknowledgement for an epoch that is not the current one.

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -173,5 +174,19 @@ func fitting(max int64) int {
 		}
 		used += recordSize(&r)
 		n++
+	}
+}
+
+func TestRecordTooLarge(t *testing.T) {
+	ob := mustOpen(t, t.TempDir(), Options{MaxRecordBytes: 1000})
+	defer ob.Close()
+	big := rec(1)
+	big.Data = make([]byte, 1001)
+	_, _, err := ob.Append(context.Background(), []Record{rec(0), big})
+	if !errors.Is(err, ErrRecordTooLarge) || !strings.Contains(err.Error(), "record 1") {
+		t.Fatalf("err = %v, want ErrRecordTooLarge naming record 1", err)
+	}
+	if st := ob.Stats(); st.Head != 0 {
+		t.Fatalf("head %d after a refused request, want 0 (all or nothing)", st.Head)
 	}
 }

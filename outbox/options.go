@@ -72,6 +72,9 @@ type Options struct {
 	MemTableSize uint64
 	// MaxOpenFiles bounds Pebble's open files. Default 64.
 	MaxOpenFiles int
+	// MaxRecordBytes bounds one record's data, so that every record fits in a
+	// batch on the wire. Default 768 KiB.
+	MaxRecordBytes int
 	// MaxBatchRecords bounds the records committed in one group commit. Default 8192.
 	MaxBatchRecords int
 	// FS is the filesystem; default the OS's. Tests use vfs.NewStrictMem or errorfs.
@@ -119,6 +122,9 @@ func (o *Options) EnsureDefaults() *Options {
 	}
 	if o.MaxOpenFiles == 0 {
 		o.MaxOpenFiles = 64
+	}
+	if o.MaxRecordBytes == 0 {
+		o.MaxRecordBytes = 768 << 10
 	}
 	if o.MaxBatchRecords == 0 {
 		o.MaxBatchRecords = 8192

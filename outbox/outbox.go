@@ -542,6 +542,9 @@ func (o *Outbox) AppendWithSource(ctx context.Context, recs []Record, src *Sourc
 	}
 	var size int64
 	for i := range recs {
+		if n := len(recs[i].Data); n > o.opts.MaxRecordBytes {
+			return 0, 0, fmt.Errorf("%w: record %d: data is %d bytes, at most %d", ErrRecordTooLarge, i, n, o.opts.MaxRecordBytes)
+		}
 		size += recordSize(&recs[i])
 	}
 	if err := o.admit(ctx, size); err != nil {

@@ -101,3 +101,27 @@ func (o *Outbox) CheckpointFor(s Seq) (Checkpoint, bool) {
 	}
 	return o.checkpoints[i], true
 }
+
+// Position is the cheap part of Stats that the uplink needs on every batch.
+type Position struct {
+	Epoch     Epoch
+	Head      Seq
+	Watermark Seq
+	// Low is the lowest seq that can still be read (acknowledged records
+	// retained for RetainAcked included); every seq below it is gone.
+	Low   Seq
+	Drops []Range // dropped ranges not yet acknowledged past
+}
+
+// Position returns the current position without touching the disk.
+func (o *Outbox) Position() Position {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return Position{
+		Epoch:     o.v.epoch,
+		Head:      o.v.head,
+		Watermark: o.v.watermark,
+		Low:       o.v.deleted + 1,
+		Drops:     append([]Range(nil), o.v.drops...),
+	}
+}

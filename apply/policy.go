@@ -109,7 +109,7 @@ func checkSchema(s string) error {
 	if !ok {
 		return errors.New("must be NAME@VERSION")
 	}
-	if err := checkName(name, 0); err != nil {
+	if err := checkName(name, 64); err != nil {
 		return fmt.Errorf("schema name %w", err)
 	}
 	v, err := strconv.ParseUint(ver, 10, 32)
@@ -119,12 +119,12 @@ func checkSchema(s string) error {
 	return nil
 }
 
-// checkName checks [A-Za-z0-9._-]+ and, when max > 0, at most max bytes.
+// checkName checks [A-Za-z0-9._-]+, at most max bytes.
 func checkName(s string, max int) error {
 	if s == "" {
 		return errors.New("must not be empty")
 	}
-	if max > 0 && len(s) > max {
+	if len(s) > max {
 		return fmt.Errorf("must be at most %d characters", max)
 	}
 	for i := 0; i < len(s); i++ {

@@ -209,9 +209,15 @@ func (d *cdec) chunk(major byte) (c []byte, done bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if ib&^31 != major || indef {
-		return nil, false, errorf(off, ErrMalformed, "chunk of an indefinite-length %s is %s, not a definite-length %s",
-			majorName(major), majorName(ib), majorName(major))
+	name := "text string"
+	if major == majBytes {
+		name = "byte string"
+	}
+	if ib&^31 != major {
+		return nil, false, errorf(off, ErrMalformed, "indefinite-length %s holds %s, not a %s chunk", name, majorName(ib), name)
+	}
+	if indef {
+		return nil, false, errorf(off, ErrMalformed, "indefinite-length %s holds a nested indefinite-length chunk", name)
 	}
 	if n > uint64(len(d.src)-d.pos) {
 		return nil, false, d.eof()

@@ -318,8 +318,10 @@ func TestCBORErrors(t *testing.T) {
 		{"unterminated indefinite map", `bf 6161 01`, ErrMalformed, "offset 4: unexpected end of CBOR input"},
 		{"indefinite map with odd items", `bf 6161 ff`, ErrMalformed, "offset 3: break outside an indefinite-length item"},
 		{"unterminated indefinite string", `7f 6161`, ErrMalformed, "offset 3: unexpected end of CBOR input"},
-		{"wrong chunk type", `7f 4161 ff`, ErrMalformed, "offset 1: chunk of an indefinite-length a text string is a byte string, not a definite-length a text string"},
-		{"nested indefinite chunk", `5f 5f ff ff`, ErrMalformed, "offset 1: chunk of an indefinite-length a byte string is a byte string, not a definite-length a byte string"},
+		{"wrong chunk type", `7f 4161 ff`, ErrMalformed, "offset 1: indefinite-length text string holds a byte string, not a text string chunk"},
+		{"nested indefinite chunk", `5f 5f ff ff`, ErrMalformed, "offset 1: indefinite-length byte string holds a nested indefinite-length chunk"},
+		{"integer in indefinite byte string", `5f 01 ff`, ErrMalformed, "offset 1: indefinite-length byte string holds an unsigned integer, not a byte string chunk"},
+		{"truncated chunk", `5f 42 01`, ErrMalformed, "offset 3: unexpected end of CBOR input"},
 		{"two-byte simple below 32", `f8 14`, ErrMalformed, "offset 0: simple value 20 encoded in two bytes"},
 		{"tag", `c1 01`, ErrUnsupported, "offset 0: tag 1 is not allowed (JSON has no tags)"},
 		{"bignum tag", `c2 41 01`, ErrUnsupported, "offset 0: tag 2 is not allowed (JSON has no tags)"},
@@ -687,6 +689,49 @@ func TestNoAllocs(t *testing.T) {
 		}
 		if n := testing.AllocsPerRun(100, fn); n != 0 {
 			t.Errorf("%s: %v allocations per call; want 0", name, n)
+		}
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	c, err := FromJSON(nil, []byte(sensorJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ToJSON(nil, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := unhex(t, "a2 6161 01 6161 02")
+	done := make(chan error)
+	for range 4 {
+		go func() {
+			var dst []byte
+			for range 200 {
+				var err error
+				if dst, err = FromJSON(dst[:0], []byte(sensorJSON)); err != nil || !bytes.Equal(dst, c) {
+					done <- fmt.Errorf("FromJSON: %x, %v", dst, err)
+					return
+				}
+				if err := Valid(c); err != nil {
+					done <- err
+					return
+				}
+				if err := Valid(bad); !errors.Is(err, ErrDuplicateKey) {
+					done <- fmt.Errorf("Valid(dup) = %v", err)
+					return
+				}
+				if dst, err = ToJSON(dst[:0], c); err != nil || !bytes.Equal(dst, want) {
+					done <- fmt.Errorf("ToJSON: %s, %v", dst, err)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
 		}
 	}
 }

@@ -34,11 +34,16 @@ var units = map[string]Size{
 	"ki": KiB, "kib": KiB, "mi": MiB, "mib": MiB, "gi": GiB, "gib": GiB, "ti": TiB, "tib": TiB,
 }
 
-// Parse reads a size such as "256KiB", "1.5GB" or "4096".
+// Parse reads a size such as "256KiB", "1.5GB" or "4096". A leading "-" makes
+// it negative (some settings take -1 for "off").
 func Parse(s string) (Size, error) {
 	t := strings.TrimSpace(s)
 	if t == "" {
 		return 0, fmt.Errorf("empty size")
+	}
+	neg := false
+	if strings.HasPrefix(t, "-") {
+		neg, t = true, t[1:]
 	}
 	i := 0
 	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
@@ -60,6 +65,9 @@ func Parse(s string) (Size, error) {
 		if n != 0 && int64(mult) > (1<<63-1)/n {
 			return 0, fmt.Errorf("size %q: too large", s)
 		}
+		if neg {
+			return -Size(n) * mult, nil
+		}
 		return Size(n) * mult, nil
 	}
 	f, err := strconv.ParseFloat(num, 64)
@@ -69,6 +77,9 @@ func Parse(s string) (Size, error) {
 	v := f * float64(mult)
 	if v >= 1<<63 {
 		return 0, fmt.Errorf("size %q: too large", s)
+	}
+	if neg {
+		v = -v
 	}
 	return Size(v), nil
 }

@@ -24,7 +24,8 @@ func TestParse(t *testing.T) {
 		{"", 0, true},
 		{"MiB", 0, true},
 		{"12XB", 0, true},
-		{"-1", 0, true},
+		{"-1", -1, false},
+		{"-", 0, true},
 		{"99999999999999999999", 0, true},
 		{"9000000TiB", 0, true},
 	}

@@ -37,8 +37,9 @@
 //   - array: array (major 4) with definite length.
 //   - string: text string (major 3). Escapes are decoded; a surrogate pair
 //     \uD83D\uDE00 becomes one code point; a lone surrogate and invalid
-//     UTF-8 are ErrInvalidUTF8. U+0000 is accepted (note: PostgreSQL jsonb
-//     cannot store it; the sink must handle that case).
+//     UTF-8 are ErrInvalidUTF8. U+0000 is accepted, as RFC 8259 allows,
+//     but PostgreSQL jsonb refuses "\u0000" (SQLSTATE 22P05): a PostgreSQL
+//     sink must park such a record.
 //   - number written without fraction and exponent (an integer literal):
 //     in [-2^63, 2^64-1] a CBOR integer (major 0 or 1); "-0" is the integer
 //     0. Outside that range, a float as below.
@@ -89,8 +90,9 @@
 //     encoding/json, with the exponent written 1e-7 and 1e+21). An integral
 //     float in plain form gets ".0" ("1.0", "-0.0", "100000000000000000000.0")
 //     so that FromJSON reads it back as a float: FromJSON(ToJSON(x)) equals
-//     FromCBOR(x) exactly. PostgreSQL jsonb and SQLite json accept all of
-//     these forms (jsonb keeps "1.0" as numeric 1.0).
+//     FromCBOR(x) exactly. PostgreSQL 15 jsonb and SQLite json() accept
+//     all of these forms (checked); jsonb keeps "1.0" as 1.0 but prints
+//     1e+21 in plain digits and -0.0 as 0.0.
 //   - strings: '"' and '\' escaped with a backslash; control characters
 //     below U+0020 as \b \f \n \r \t or \u00XX; everything else, including
 //     U+2028, U+2029 and '<', '>', '&', written as UTF-8.

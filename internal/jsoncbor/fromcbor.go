@@ -141,9 +141,9 @@ func (d *cdec) item(depth int) error {
 			d.dst = appendFloat(d.dst, -float64(arg+1))
 		}
 	case majBytes:
-		return d.bytes(off, arg, indef)
+		return d.bytes(arg, indef)
 	case majText:
-		_, err := d.text(off, arg, indef)
+		_, err := d.text(arg, indef)
 		return err
 	case majArray:
 		return d.array(off, arg, indef, depth+1)
@@ -227,9 +227,9 @@ func (d *cdec) chunk(major byte) (c []byte, done bool, err error) {
 	return c, false, nil
 }
 
-// text transcodes a text string whose head (at off) was read; it returns
-// where the output starts.
-func (d *cdec) text(off int, n uint64, indef bool) (int, error) {
+// text transcodes a text string whose head was read; it returns where the
+// output starts.
+func (d *cdec) text(n uint64, indef bool) (int, error) {
 	start := len(d.dst)
 	if !indef {
 		if n > uint64(len(d.src)-d.pos) {
@@ -284,9 +284,9 @@ func (d *cdec) text(off int, n uint64, indef bool) (int, error) {
 	return start, nil
 }
 
-// bytes transcodes a byte string, whose head (at off) was read, to a
-// base64 text string (standard alphabet, padded).
-func (d *cdec) bytes(off int, n uint64, indef bool) error {
+// bytes transcodes a byte string, whose head was read, to a base64 text
+// string (standard alphabet, padded).
+func (d *cdec) bytes(n uint64, indef bool) error {
 	enc := base64.StdEncoding
 	if !indef {
 		if n > uint64(len(d.src)-d.pos) {
@@ -447,7 +447,7 @@ func (d *cdec) mapping(off int, n uint64, indef bool, depth int) error {
 		if err != nil {
 			return err
 		}
-		ks, err := d.text(koff, karg, kindef)
+		ks, err := d.text(karg, kindef)
 		if err != nil {
 			return err
 		}
@@ -477,7 +477,7 @@ func (d *cdec) dupKey(k keySpan) error {
 		// Read the key again from the input, as canonical CBOR.
 		kd := cdec{src: d.src, pos: k.off}
 		_, karg, kindef, _ := kd.head()
-		_, _ = kd.text(k.off, karg, kindef)
+		_, _ = kd.text(karg, kindef)
 		enc = kd.dst
 	}
 	hl, n := textHead(enc)

@@ -75,15 +75,15 @@ func mustDecMode(opts cbor.DecOptions, lenient bool) cbor.DecMode {
 }
 
 // ValidData reports whether data is exactly one well-formed CBOR data item
-// nesting at most MaxDataDepth deep. It does not look at what the item
-// means: text that is not UTF-8, duplicate map keys or tags inside data are
-// for the sink to park.
+// nesting at most MaxDataDepth deep, with a *FieldError matching ErrInvalid
+// when it is not. It does not look at what the item means: text that is not
+// UTF-8, duplicate map keys or tags inside data are for the sink to park.
 func ValidData(data []byte) error {
 	if len(data) == 0 {
-		return fmt.Errorf("wire: data: empty")
+		return invalid("data", "", "missing")
 	}
 	if err := dataDec.Wellformed(data); err != nil {
-		return fmt.Errorf("wire: data: %w", err)
+		return invalid("data", "", "not one well-formed CBOR item: "+err.Error())
 	}
 	return nil
 }

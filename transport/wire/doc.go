@@ -28,12 +28,15 @@
 //     parsed; a zstd batch body is refused from its frame header when it
 //     declares more than MaxDecodedBytes, and decompression stops at the
 //     first block past what it declared, so a zip bomb costs at most
-//     MaxDecodedBytes plus one block. CBOR arrays and maps are bounded by
-//     MaxDataLen elements, nesting by MaxDataDepth inside record data.
+//     MaxDecodedBytes plus one block. The batch decoder checks the number
+//     of records and drops against the bytes left before it allocates room
+//     for them; other messages are bounded by small CBOR array and map
+//     limits; record data nests at most MaxDataDepth deep.
 //   - Every error matches one sentinel (ErrTooLarge, ErrVersion,
 //     ErrCompression, ErrMalformed, ErrInvalid, ErrTopic, ErrUnsigned,
-//     ErrSignature); most are a *FieldError naming the message and the field,
-//     such as `wire: batch: records[3].stream: invalid "a b"`.
+//     ErrSignature); all but the last two are a *FieldError naming the
+//     message and the field, such as
+//     `wire: batch: records[3].stream: invalid "a b"`.
 //   - Decoders do not alias their input: a decoded message stays valid after
 //     the payload's buffer is reused. DecodeBatchInto reuses the memory of
 //     the Batch it decodes into.

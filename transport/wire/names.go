@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"errors"
 	"math"
 	"strconv"
 	"strings"
@@ -68,25 +67,26 @@ func ValidKeyID(s string) bool { return validName(s) }
 // and version. NAME is 1..64 characters of [A-Za-z0-9._-]; VERSION is a
 // positive decimal integer that fits in 32 bits, without sign or leading
 // zeros, so that FormatSchema(ParseSchema(s)) == s. The empty string means
-// "no schema" and yields ("", 0, nil).
+// "no schema" and yields ("", 0, nil). An error is a *FieldError matching
+// ErrInvalid, such as `wire: schema: "reading": want NAME@VERSION`.
 func ParseSchema(s string) (name string, version uint32, err error) {
 	if s == "" {
 		return "", 0, nil
 	}
 	at := strings.LastIndexByte(s, '@')
 	if at < 0 {
-		return "", 0, errors.New("schema " + quote(s) + ": want NAME@VERSION")
+		return "", 0, invalid("schema", "", quote(s)+": want NAME@VERSION")
 	}
 	name, v := s[:at], s[at+1:]
 	if !ValidSchemaName(name) {
-		return "", 0, errors.New("schema " + quote(s) + ": name must be 1..64 characters of [A-Za-z0-9._-]")
+		return "", 0, invalid("schema", "", quote(s)+": name must be 1..64 characters of [A-Za-z0-9._-]")
 	}
 	if v == "" || v[0] < '1' || v[0] > '9' {
-		return "", 0, errors.New("schema " + quote(s) + ": version must be a positive integer without leading zeros")
+		return "", 0, invalid("schema", "", quote(s)+": version must be a positive integer without leading zeros")
 	}
 	n, perr := strconv.ParseUint(v, 10, 32)
 	if perr != nil {
-		return "", 0, errors.New("schema " + quote(s) + ": version must be a positive integer below 2^32")
+		return "", 0, invalid("schema", "", quote(s)+": version must be a positive integer below 2^32")
 	}
 	return name, uint32(n), nil
 }

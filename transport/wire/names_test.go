@@ -51,22 +51,22 @@ func TestParseSchema(t *testing.T) {
 		{"reading@1", "reading", 1, ""},
 		{"a.b-c_d@4294967295", "a.b-c_d", 4294967295, ""},
 		{"", "", 0, ""},
-		{"reading", "", 0, `schema "reading": want NAME@VERSION`},
-		{"reading@", "", 0, `schema "reading@": version must be a positive integer without leading zeros`},
-		{"reading@0", "", 0, `schema "reading@0": version must be a positive integer without leading zeros`},
-		{"reading@01", "", 0, `schema "reading@01": version must be a positive integer without leading zeros`},
-		{"reading@+1", "", 0, `schema "reading@+1": version must be a positive integer without leading zeros`},
-		{"reading@1x", "", 0, `schema "reading@1x": version must be a positive integer below 2^32`},
-		{"reading@4294967296", "", 0, `schema "reading@4294967296": version must be a positive integer below 2^32`},
-		{"@1", "", 0, `schema "@1": name must be 1..64 characters of [A-Za-z0-9._-]`},
-		{"a@b@1", "", 0, `schema "a@b@1": name must be 1..64 characters of [A-Za-z0-9._-]`},
-		{"read ing@1", "", 0, `schema "read ing@1": name must be 1..64 characters of [A-Za-z0-9._-]`},
-		{strings.Repeat("n", 65) + "@1", "", 0, `schema "` + strings.Repeat("n", 65) + `@1": name must be 1..64 characters of [A-Za-z0-9._-]`},
+		{"reading", "", 0, `wire: schema: "reading": want NAME@VERSION`},
+		{"reading@", "", 0, `wire: schema: "reading@": version must be a positive integer without leading zeros`},
+		{"reading@0", "", 0, `wire: schema: "reading@0": version must be a positive integer without leading zeros`},
+		{"reading@01", "", 0, `wire: schema: "reading@01": version must be a positive integer without leading zeros`},
+		{"reading@+1", "", 0, `wire: schema: "reading@+1": version must be a positive integer without leading zeros`},
+		{"reading@1x", "", 0, `wire: schema: "reading@1x": version must be a positive integer below 2^32`},
+		{"reading@4294967296", "", 0, `wire: schema: "reading@4294967296": version must be a positive integer below 2^32`},
+		{"@1", "", 0, `wire: schema: "@1": name must be 1..64 characters of [A-Za-z0-9._-]`},
+		{"a@b@1", "", 0, `wire: schema: "a@b@1": name must be 1..64 characters of [A-Za-z0-9._-]`},
+		{"read ing@1", "", 0, `wire: schema: "read ing@1": name must be 1..64 characters of [A-Za-z0-9._-]`},
+		{strings.Repeat("n", 65) + "@1", "", 0, `wire: schema: "` + strings.Repeat("n", 65) + `@1": name must be 1..64 characters of [A-Za-z0-9._-]`},
 	}
 	for _, c := range cases {
 		name, version, err := ParseSchema(c.in)
 		if c.err != "" {
-			if err == nil || err.Error() != c.err {
+			if err == nil || err.Error() != c.err || !errors.Is(err, ErrInvalid) {
 				t.Errorf("ParseSchema(%q): got %v, want %q", c.in, err, c.err)
 			}
 			continue

@@ -362,3 +362,69 @@ func TestEncodeAppends(t *testing.T) {
 		t.Errorf("EncodeBatch(invalid): got %q, %v; want %q, ErrInvalid", out, err, "keep")
 	}
 }
+
+// TestNoAliasing checks that a decoded batch does not share memory with the
+// payload: the caller may reuse its buffer at once.
+func TestNoAliasing(t *testing.T) {
+	for _, c := range []byte{CompressionNone, CompressionZstd} {
+		payload, err := EncodeBatch(nil, testBatch(t), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeBatch(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range payload {
+			payload[i] = 0xee
+		}
+		if !reflect.DeepEqual(normalize(got), normalize(testBatch(t))) {
+			t.Errorf("compression %d: the batch changed with the payload: %+v", c, got)
+		}
+	}
+}
+
+// TestConcurrent encodes and decodes from many goroutines at once (run it
+// with -race): the shared zstd encoder and decoder and the buffer pool are
+// safe for concurrent use.
+func TestConcurrent(t *testing.T) {
+	want := testBatch(t)
+	done := make(chan error)
+	for g := range 8 {
+		go func() {
+			var buf []byte
+			var b Batch
+			for i := range 50 {
+				c := byte((g + i) % 2)
+				var err error
+				if buf, err = EncodeBatch(buf[:0], want, c); err != nil {
+					done <- err
+					return
+				}
+				if err = DecodeBatchInto(buf, &b); err != nil {
+					done <- err
+					return
+				}
+				if got := b; !reflect.DeepEqual(normalize(&got), want) {
+					done <- errors.New("decoded a different batch")
+					return
+				}
+				ack, err := EncodeAck(nil, testAck(StatusGap))
+				if err != nil {
+					done <- err
+					return
+				}
+				if _, err := DecodeAck(ack); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -275,3 +275,33 @@ func runControlCases(t *testing.T, kind string, valid func() any, cases []valida
 		})
 	}
 }
+
+func TestValidData(t *testing.T) {
+	cases := []struct {
+		name string
+		data []byte
+		want string // "" when valid
+	}{
+		{"map", []byte{0xa1, 0x61, 't', 0xf9, 0x4d, 0x60}, ""},
+		{"null", []byte{0xf6}, ""},
+		{"deepest", nested(MaxDataDepth), ""},
+		{"indefinite and tagged", []byte{0xd8, 0x20, 0x7f, 0x61, 'x', 0xff}, ""},
+		{"empty", nil, "wire: data: missing"},
+		{"two items", []byte{1, 2}, "wire: data: not one well-formed CBOR item: cbor: 1 bytes of extraneous data starting at index 1"},
+		{"truncated", []byte{0x62, 'a'}, "wire: data: not one well-formed CBOR item: unexpected EOF"},
+		{"too deep", nested(MaxDataDepth + 1), "wire: data: not one well-formed CBOR item: cbor: exceeded max nested level 64"},
+		{"lone break", []byte{0xff}, "wire: data: not one well-formed CBOR item: cbor: unexpected \"break\" code"},
+	}
+	for _, c := range cases {
+		err := ValidData(c.data)
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+			continue
+		}
+		if err == nil || err.Error() != c.want || !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: got %v, want %q", c.name, err, c.want)
+		}
+	}
+}

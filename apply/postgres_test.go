@@ -66,15 +66,15 @@ func TestPostgresConcurrent(t *testing.T) {
 	rand.Shuffle(len(queue), func(i, j int) { queue[i], queue[j] = queue[j], queue[i] })
 
 	var (
-		mu                sync.Mutex
-		pending           = len(queue)
-		applied, dups     atomic.Int64
-		gaps, waited      atomic.Int64
-		firstErr          error
-		ctx, cancel       = context.WithTimeout(context.Background(), 2*time.Minute)
-		wg                sync.WaitGroup
-		take              func() (item, bool)
-		done              func(it item, resend bool)
+		mu            sync.Mutex
+		pending       = len(queue)
+		applied, dups atomic.Int64
+		gaps, waited  atomic.Int64
+		firstErr      error
+		ctx, cancel   = context.WithTimeout(context.Background(), 2*time.Minute)
+		wg            sync.WaitGroup
+		take          func() (item, bool)
+		done          func(it item, resend bool)
 	)
 	defer cancel()
 	take = func() (item, bool) {

@@ -227,6 +227,11 @@ var errGapRetry = errors.New("apply: gap, retry")
 // docs/DESIGN.md, under policy p (nil: DefaultPolicy). The device comes from
 // the topic; a batch naming another device is refused with a *BatchError.
 //
+// A record is parked, whatever on_unknown_schema says, when no policy can
+// make it storable: data that is not one CBOR item representable as JSON, an
+// unknown op, or (PostgreSQL) text holding U+0000. Only an unknown schema
+// pauses.
+//
 // On success the Result says what to acknowledge. On error nothing was
 // committed and nothing may be acknowledged: a *BatchError (errors.Is
 // ErrInvalidBatch) is permanent; any other error (database unreachable,
@@ -275,8 +280,8 @@ func checkBatch(device string, b *wire.Batch) error {
 	bad := func(format string, args ...any) error {
 		return &BatchError{Device: device, Reason: fmt.Sprintf(format, args...)}
 	}
-	if device == "" {
-		return bad("empty device id")
+	if !wire.ValidDeviceID(device) {
+		return bad("device id must be 1..64 characters of [A-Za-z0-9._-], not starting with _")
 	}
 	if b.Device != "" && b.Device != device {
 		return bad("payload names device %q", b.Device)
@@ -712,17 +717,14 @@ func notDup(rows []*row, dups *int) []*row {
 
 // newestPerKey keeps, per (stream, key), only the row with the highest seq:
 // one upsert per key and statement (PostgreSQL refuses to touch a row twice
-// in one INSERT … ON CONFLICT DO UPDATE). rows are in seq order.
+// in one INSERT … ON CONFLICT DO UPDATE). rows are in seq order; the result
+// is in (stream, key) order, so that concurrent transactions (two epochs of
+// one device, a replay) lock state rows in the same order and do not
+// deadlock.
 func newestPerKey(rows []*row) []*row {
-	if len(rows) < 2 {
-		return rows
-	}
 	last := make(map[[2]string]int, len(rows))
 	for i, r := range rows {
 		last[[2]string{r.rec.Stream, r.rec.Key}] = i
-	}
-	if len(last) == len(rows) {
-		return rows
 	}
 	out := make([]*row, 0, len(last))
 	for i, r := range rows {
@@ -730,6 +732,10 @@ func newestPerKey(rows []*row) []*row {
 			out = append(out, r)
 		}
 	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].rec, out[j].rec
+		return a.Stream < b.Stream || a.Stream == b.Stream && a.Key < b.Key
+	})
 	return out
 }
 

@@ -595,6 +595,7 @@ func testInvalidBatch(t *testing.T, open opener) {
 		{"seq zero", "gw-1", batch(7, rec(t, 0, "temps", "k"))},
 		{"bad drop", "gw-1", &wire.Batch{Device: "gw-1", Epoch: 7, Drops: []wire.Range{{First: 5, Last: 4}}}},
 		{"empty device", "", batch(7, recs(t, 1, 1, "temps")...)},
+		{"reserved device", "_fleet", func() *wire.Batch { b := batch(7, recs(t, 1, 1, "temps")...); b.Device = "_fleet"; return b }()},
 	}
 	for _, c := range cases {
 		_, err := s.Apply(ctx, c.device, c.b, nil)

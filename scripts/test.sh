@@ -105,6 +105,9 @@ fi
 if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && ! command -v initdb >/dev/null; then
 	need+=(postgresql)
 fi
+if ! command -v gcc >/dev/null; then
+	need+=(gcc libc6-dev) # -race needs cgo
+fi
 # binfmt-support is not needed: go test -exec runs the emulator explicitly.
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}"
@@ -121,7 +124,7 @@ fi
 # ---- gofmt ---------------------------------------------------------------
 begin gofmt
 unformatted=$(find . -name '*.go' -not -path './.git/*' -not -path './.cache/*' \
-	-not -path '*/testdata/*' -not -path './dist/*' -print0 | xargs -0 -r gofmt -l)
+	-not -path '*/testdata/*' -not -path './dist/*' -print0 | xargs -0 -r "$(go env GOROOT)/bin/gofmt" -l)
 if [ -n "$unformatted" ]; then
 	echo "gofmt: these files need formatting (run gofmt -w):" >&2
 	echo "$unformatted" >&2

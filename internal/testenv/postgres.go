@@ -248,8 +248,16 @@ func newPGServer(bin string) (*pgServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	base, err := os.MkdirTemp(pgTempRoot(cred != nil), "edgesync-pg-")
+	root := pgTempRoot(cred != nil)
+	sweepPGDirs(root)
+	base, err := os.MkdirTemp(root, "edgesync-pg-")
 	if err != nil {
+		return nil, err
+	}
+	// The owner's pid lets a later run remove this directory should this
+	// test binary be killed before its cleanup (a test timeout).
+	if err := os.WriteFile(filepath.Join(base, "owner.pid"), []byte(itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(base)
 		return nil, err
 	}
 	s := &pgServer{
@@ -299,6 +307,23 @@ func (s *pgServer) initdb() error {
 
 func pgEnv() []string {
 	return []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "LANG=C", "TZ=UTC"}
+}
+
+// sweepPGDirs removes data directories under root left by test binaries that
+// died before their cleanup: those whose owner.pid names no live process.
+func sweepPGDirs(root string) {
+	dirs, _ := filepath.Glob(filepath.Join(root, "edgesync-pg-*"))
+	for _, d := range dirs {
+		data, err := os.ReadFile(filepath.Join(d, "owner.pid"))
+		if err != nil {
+			continue // being created, or not ours
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) == nil || errors.Is(syscall.Kill(pid, 0), syscall.EPERM) {
+			continue
+		}
+		os.RemoveAll(d)
+	}
 }
 
 // pgCredential returns nil when not root, and otherwise the credentials of

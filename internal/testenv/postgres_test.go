@@ -2,6 +2,10 @@ package testenv
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -117,5 +121,32 @@ func TestSharedPostgresParallel(t *testing.T) {
 				t.Errorf("current_database() = %q, want %q", db, pg.Database())
 			}
 		})
+	}
+}
+
+func TestSweepPGDirs(t *testing.T) {
+	root := t.TempDir()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for name, pid := range map[string]int{
+		"edgesync-pg-dead":  dead.Process.Pid,
+		"edgesync-pg-alive": os.Getpid(),
+	} {
+		dir := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sweepPGDirs(root)
+	if _, err := os.Stat(filepath.Join(root, "edgesync-pg-dead")); !os.IsNotExist(err) {
+		t.Errorf("directory of a dead owner: Stat err = %v, want it removed", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "edgesync-pg-alive")); err != nil {
+		t.Errorf("directory of a live owner: %v, want it kept", err)
 	}
 }

@@ -29,6 +29,24 @@
 //     different devices in parallel, and several sink processes may share
 //     one database.
 //
+// # Tables
+//
+// The tables of the contract, the same in both stores: edgesync_log,
+// edgesync_state, edgesync_devices and edgesync_parked (raw is the
+// wire.Record as CBOR). Besides them:
+//
+//   - edgesync_state_ids(device_id, stream, id, epoch, seq, applied_at),
+//     primary key (device_id, stream, id): the producer ids applied to
+//     state-mode streams, whose rows are overwritten and so cannot hold the
+//     ids themselves. (Log-mode streams are checked by the unique index of
+//     edgesync_log on (device_id, stream, id) where id is set.) Like
+//     edgesync_log, it grows with the data; prune both together.
+//   - edgesync_schema_version(version, applied_at): one row per schema
+//     migration applied. The migrations are in migrations/<kind>/.
+//
+// edgesync_devices is unique on (device_id, epoch_gen) too, which is what
+// keeps epoch_gen unique when two sinks see new epochs of one device at once.
+//
 // # Times and types
 //
 // Times are UTC. PostgreSQL stores them as timestamptz (microsecond

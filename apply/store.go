@@ -132,7 +132,10 @@ type Result struct {
 	// pause).
 	Status uint8
 	// Parked are the ranges of this batch's records parked in
-	// edgesync_parked, with the reason; they go in the ack.
+	// edgesync_parked, with the reason; they go in the ack. At most
+	// wire.MaxParked ranges that fit in an ack: when a batch parks more,
+	// the last ones are left out here (they are parked and counted all the
+	// same).
 	Parked []wire.Parked
 	// Applied counts records written to edgesync_log or edgesync_state
 	// (a state record superseded by a later one of the same batch counts).
@@ -612,13 +615,27 @@ func (s *Store) applyOnce(ctx context.Context, device string, pb *preparedBatch,
 	return res, nil
 }
 
-// parkedRanges merges consecutive parked records with the same reason.
+// parkedAckBudget is the room for parked ranges in an ack: MaxAckBytes less
+// generous room for its other fields.
+const parkedAckBudget = wire.MaxAckBytes - 1024
+
+// parkedRanges merges consecutive parked records with the same reason. It
+// returns at most wire.MaxParked ranges that fit an ack together; ranges past
+// that are left out of the ack (their records stay parked and counted).
 func parkedRanges(rows []*row) []wire.Parked {
-	var out []wire.Parked
+	var (
+		out  []wire.Parked
+		size int
+	)
 	for _, r := range rows {
 		if n := len(out); n > 0 && out[n-1].Last+1 == r.rec.Seq && out[n-1].Reason == r.reason {
 			out[n-1].Last = r.rec.Seq
 			continue
+		}
+		// An encoded range: array head, two uints, a text head, the text.
+		size += 1 + 9 + 9 + 3 + len(r.reason)
+		if len(out) == wire.MaxParked || size > parkedAckBudget {
+			break
 		}
 		out = append(out, wire.Parked{First: r.rec.Seq, Last: r.rec.Seq, Reason: r.reason})
 	}

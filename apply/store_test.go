@@ -38,6 +38,7 @@ func storeSuite(t *testing.T, open opener) {
 		{"EpochChange", testEpochChange},
 		{"Tombstones", testTombstones},
 		{"Park", testPark},
+		{"ManyParkedRanges", testManyParkedRanges},
 		{"Pause", testPause},
 		{"ReplayParked", testReplayParked},
 		{"ReplayParkedState", testReplayParkedState},
@@ -419,6 +420,38 @@ func testPark(t *testing.T, open opener) {
 	b := driftBatch(t, "free")
 	b.Device = "gw-2"
 	checkResult(t, mustApply(t, s, b, p), want{through: 5, applied: 5})
+}
+
+// testManyParkedRanges: a batch that parks every other record still gets an
+// ack that encodes.
+func testManyParkedRanges(t *testing.T, open opener) {
+	s := open(t, StoreConfig{})
+	schemas := make([]string, 40)
+	for i := range schemas {
+		schemas[i] = "a-rather-long-schema-name-to-make-reasons-long@" + strconv.Itoa(i+1)
+	}
+	p := &Policy{Streams: map[string]StreamPolicy{"temps": {Schemas: schemas}}}
+	var r []wire.Record
+	for i := uint64(1); i <= 3000; i++ {
+		x := rec(t, i, "temps", "k")
+		x.Schema, x.SchemaVersion = "a-rather-long-schema-name-to-make-reasons-long", 1
+		if i%2 == 0 {
+			x.SchemaVersion = 99
+		}
+		r = append(r, x)
+	}
+	res := mustApply(t, s, batch(7, r...), p)
+	checkResult(t, res, want{through: 3000, applied: 1500, parked: 1500})
+	if len(res.Parked) == 0 || len(res.Parked) > wire.MaxParked {
+		t.Fatalf("%d parked ranges", len(res.Parked))
+	}
+	ack := res.Ack("gw-1", "sink-1", 1)
+	if _, err := wire.EncodeAck(nil, &ack); err != nil {
+		t.Errorf("ack with %d parked ranges: %v", len(res.Parked), err)
+	}
+	if n := count(t, s, "edgesync_parked"); n != 1500 {
+		t.Errorf("parked rows %d, want 1500", n)
+	}
 }
 
 func testPause(t *testing.T, open opener) {

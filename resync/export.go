@@ -1,0 +1,336 @@
+package resync
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/edgesync/edgesync/outbox"
+	"github.com/edgesync/edgesync/transport/wire"
+)
+
+// Source is what Export needs of the outbox (*outbox.Outbox has it).
+type Source interface {
+	// Read appends records with seq >= from, at most maxRecords and about
+	// maxBytes of data, and returns their epoch (outbox.Outbox.Read).
+	Read(from outbox.Seq, maxRecords, maxBytes int, dst []outbox.Record) (outbox.Epoch, []outbox.Record, error)
+	// Position returns the epoch, head, watermark, lowest readable seq and
+	// the dropped ranges not yet acknowledged past.
+	Position() outbox.Position
+}
+
+// ExportOptions cut the export into batches, like the agent's batch block.
+// The zero value of every field means its default.
+type ExportOptions struct {
+	// MaxRecords per batch (batch.max_records); default 1000, at most
+	// wire.MaxRecords.
+	MaxRecords int
+	// MaxBytes of record data per batch before compression
+	// (batch.max_bytes); default 256 KiB. A batch whose payload would still
+	// be over wire.MaxBatchBytes is split further.
+	MaxBytes int
+	// Compression is "zstd" (default) or "none" (batch.compression).
+	Compression string
+	// Now is the wall clock for the header's Created and each batch's
+	// SentAt; default time.Now.
+	Now func() time.Time
+}
+
+// EnsureDefaults fills zero fields with their defaults and returns o.
+func (o *ExportOptions) EnsureDefaults() *ExportOptions {
+	if o.MaxRecords == 0 {
+		o.MaxRecords = 1000
+	}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = 256 << 10
+	}
+	if o.Compression == "" {
+		o.Compression = "zstd"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Validate reports every problem at once, naming the agent config key.
+func (o *ExportOptions) Validate() error {
+	var errs []error
+	if o.MaxRecords < 1 || o.MaxRecords > wire.MaxRecords {
+		errs = append(errs, fmt.Errorf("batch.max_records: must be 1..%d, got %d", wire.MaxRecords, o.MaxRecords))
+	}
+	if o.MaxBytes < 1 || o.MaxBytes > wire.MaxDecodedBytes {
+		errs = append(errs, fmt.Errorf("batch.max_bytes: must be 1..%d, got %d", wire.MaxDecodedBytes, o.MaxBytes))
+	}
+	switch o.Compression {
+	case "zstd", "none":
+	default:
+		errs = append(errs, fmt.Errorf("batch.compression: must be zstd or none, got %q", o.Compression))
+	}
+	return errors.Join(errs...)
+}
+
+// Summary says what Export wrote.
+type Summary struct {
+	Device string
+	Epoch  outbox.Epoch
+	// First and Last are the seqs of the first and last record in the
+	// bundle; both 0 when it holds none.
+	First, Last outbox.Seq
+	Records     uint64
+	Batches     uint64
+	Bytes       int64 // the bundle's size
+	// From and Through are the header's: the range the export covered.
+	From, Through outbox.Seq
+	// Watermark is the agent's acknowledged watermark at export; Acked the
+	// acked watermark the batches carry (see Header.Acked).
+	Watermark, Acked outbox.Seq
+	// Dropped is the number of records in the dropped ranges the bundle
+	// reports (records lost to drop_oldest, counted as lost at the sink).
+	Dropped uint64
+	// SHA256 of the whole bundle; the receipt names it.
+	SHA256 [32]byte
+}
+
+// ErrEpochChanged: the outbox started a new epoch while Export read it. The
+// output is incomplete; export again.
+var ErrEpochChanged = errors.New("resync: the outbox started a new epoch during the export; export again")
+
+// Export writes to w a bundle of every record src holds from
+// max(from, watermark+1) through its head (as of the start of the export),
+// cut into batches as the uplink cuts them and encoded as it publishes them.
+// from 0 means the watermark + 1. When from is at or below the watermark,
+// the export starts at from (or at the lowest record still held, when the
+// outbox kept acknowledged records for retain_acked but not that far back),
+// and the batches carry from-1 as their acked watermark instead of the
+// watermark, so that the sink does not count those records as lost. A from
+// above head+1 is an error.
+//
+// Every batch carries the dropped ranges the outbox reports (drop_oldest),
+// so the sink counts them as lost and moves past them. A bundle always holds
+// at least one batch: with nothing to send, one batch without records tells
+// the sink the acked watermark and the drops, and its receipt acknowledges
+// what the sink already has.
+//
+// Export reads the outbox a batch at a time (it never holds more than one
+// batch) and is safe while the agent runs: records appended meanwhile are
+// left for the uplink or the next export. Write to a temporary file and
+// rename it once Export returned nil: on error the output is incomplete.
+func Export(w io.Writer, src Source, device string, from outbox.Seq, opts ExportOptions) (Summary, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return Summary{}, err
+	}
+	if !wire.ValidDeviceID(device) {
+		return Summary{}, fmt.Errorf("resync: export: device id %q is not valid", cut(device))
+	}
+	pos := src.Position()
+	if !wire.ValidEpoch(uint64(pos.Epoch)) {
+		return Summary{}, fmt.Errorf("resync: export: the outbox has no valid epoch (%d)", pos.Epoch)
+	}
+	start, acked := pos.Watermark+1, pos.Watermark
+	switch {
+	case from == 0 || from == pos.Watermark+1:
+	case from <= pos.Watermark:
+		if s := max(from, pos.Low); s <= pos.Watermark {
+			start, acked = s, s-1
+		}
+	case from > pos.Head+1:
+		return Summary{}, fmt.Errorf("resync: export: from %d is past the head %d: nothing to export", from, pos.Head)
+	default:
+		start = from
+	}
+	now := opts.Now()
+	bw, err := NewWriter(w, Header{
+		Device:    device,
+		Epoch:     pos.Epoch,
+		From:      start,
+		Through:   pos.Head,
+		Created:   now.UnixNano(),
+		Watermark: pos.Watermark,
+		Acked:     acked,
+	})
+	if err != nil {
+		return Summary{}, err
+	}
+	e := exporter{src: src, bw: bw, opts: &opts, hdr: bw.Header()}
+	e.sum = Summary{Device: device, Epoch: pos.Epoch, From: start, Through: pos.Head, Watermark: pos.Watermark, Acked: acked}
+	if err := e.run(); err != nil {
+		return e.sum, err
+	}
+	if err := bw.Close(); err != nil {
+		return e.sum, err
+	}
+	e.sum.Bytes, e.sum.SHA256 = bw.Bytes(), bw.Sum()
+	return e.sum, nil
+}
+
+type exporter struct {
+	src   Source
+	bw    *Writer
+	opts  *ExportOptions
+	hdr   Header
+	sum   Summary
+	recs  []outbox.Record
+	wrecs []wire.Record
+	buf   []byte
+	sent  uint64 // send_id of the last batch
+
+	droppedThrough uint64 // the highest dropped seq counted in sum.Dropped
+}
+
+func (e *exporter) run() error {
+	through := e.hdr.Through
+	next := e.hdr.From
+	for next <= through {
+		want := int(min(uint64(through-next)+1, uint64(e.opts.MaxRecords)))
+		recs, drops, err := e.read(next, want)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			break // the rest was dropped or acknowledged meanwhile
+		}
+		// Split like the uplink: halve until the payload fits.
+		for {
+			err := e.write(recs, drops)
+			if errors.Is(err, wire.ErrTooLarge) && len(recs) > 1 {
+				recs = recs[:len(recs)/2]
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			break
+		}
+		next = recs[len(recs)-1].Seq + 1
+	}
+	if e.sum.Batches == 0 {
+		// Nothing to send: one batch tells the sink the acked watermark
+		// and the drops, so the receipt still says where the sink is.
+		return e.write(nil, e.drops(e.src.Position()))
+	}
+	return nil
+}
+
+// read reads up to want records from next, with the dropped ranges the
+// outbox reported around the read. Under drop_oldest, while the agent runs,
+// the outbox may drop the very records being read: the positions before and
+// after the read must agree on the drops, or the read is repeated, so that
+// no batch carries a record inside one of its dropped ranges, nor a hole
+// that no dropped range explains.
+func (e *exporter) read(next outbox.Seq, want int) ([]outbox.Record, []wire.Range, error) {
+	const attempts = 16
+	var drops []wire.Range
+	for i := 0; ; i++ {
+		before := e.drops(e.src.Position())
+		epoch, recs, err := e.src.Read(next, want, e.opts.MaxBytes, e.recs[:0])
+		if err != nil {
+			return nil, nil, fmt.Errorf("resync: export: %w", err)
+		}
+		e.recs = recs
+		if epoch != e.hdr.Epoch {
+			return nil, nil, ErrEpochChanged
+		}
+		drops = e.drops(e.src.Position())
+		if slices.Equal(before, drops) {
+			break
+		}
+		if i == attempts-1 {
+			// Still dropping: leave out what the latest drops cover.
+			recs = slices.DeleteFunc(recs, func(r outbox.Record) bool { return inRanges(drops, uint64(r.Seq)) })
+			e.recs = recs
+			break
+		}
+	}
+	for len(e.recs) > 0 && e.recs[len(e.recs)-1].Seq > e.hdr.Through {
+		e.recs = e.recs[:len(e.recs)-1]
+	}
+	return e.recs, drops, nil
+}
+
+// drops returns the dropped ranges a batch carries: those above the
+// header's acked watermark, cut at Through.
+func (e *exporter) drops(pos outbox.Position) []wire.Range {
+	var out []wire.Range
+	for _, d := range pos.Drops {
+		if uint64(d.Last) <= uint64(e.hdr.Acked) || d.First > e.hdr.Through {
+			continue
+		}
+		out = append(out, wire.Range{First: uint64(d.First), Last: uint64(min(d.Last, e.hdr.Through))})
+	}
+	return out
+}
+
+func inRanges(rs []wire.Range, s uint64) bool {
+	for _, r := range rs {
+		if r.First <= s && s <= r.Last {
+			return true
+		}
+	}
+	return false
+}
+
+// write encodes one batch and writes it. It returns an error matching
+// wire.ErrTooLarge, having written nothing, when the batch must be split.
+func (e *exporter) write(recs []outbox.Record, drops []wire.Range) error {
+	b := wire.Batch{
+		V:      wire.Version,
+		Device: e.hdr.Device,
+		Epoch:  uint64(e.hdr.Epoch),
+		Acked:  uint64(e.hdr.Acked),
+		Drops:  drops,
+		SentAt: e.opts.Now().UnixNano(),
+		SendID: e.sent + 1,
+	}
+	e.wrecs = e.wrecs[:0]
+	for i := range recs {
+		r := &recs[i]
+		e.wrecs = append(e.wrecs, wire.Record{
+			Seq: uint64(r.Seq), Stream: r.Stream, Key: r.Key, ID: r.ID, Op: uint8(r.Op),
+			Schema: r.Schema, SchemaVersion: r.SchemaVersion, CapturedAt: r.CapturedAt,
+			Data: cbor.RawMessage(r.Data),
+		})
+	}
+	if len(recs) > 0 {
+		b.Records = e.wrecs
+		b.First, b.Last = uint64(recs[0].Seq), uint64(recs[len(recs)-1].Seq)
+	}
+	comp := wire.CompressionZstd
+	if e.opts.Compression == "none" {
+		comp = wire.CompressionNone
+	}
+	payload, err := wire.EncodeBatch(e.buf[:0], &b, comp)
+	if err != nil {
+		if errors.Is(err, wire.ErrTooLarge) && len(recs) > 1 {
+			return err
+		}
+		return fmt.Errorf("resync: export: batch of records %d..%d: %w", b.First, b.Last, err)
+	}
+	e.buf = payload
+	if err := e.bw.WriteBatch(payload); err != nil {
+		return err
+	}
+	e.sent = b.SendID
+	e.sum.Batches++
+	e.sum.Records += uint64(len(recs))
+	if len(recs) > 0 {
+		if e.sum.First == 0 {
+			e.sum.First = recs[0].Seq
+		}
+		e.sum.Last = recs[len(recs)-1].Seq
+	}
+	for _, d := range drops {
+		// Count each dropped seq once, although every batch repeats the drops.
+		lo := max(d.First, e.droppedThrough+1)
+		if lo <= d.Last {
+			e.sum.Dropped += d.Last - lo + 1
+			e.droppedThrough = d.Last
+		}
+	}
+	return nil
+}

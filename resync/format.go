@@ -1,0 +1,238 @@
+package resync
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/edgesync/edgesync/outbox"
+	"github.com/edgesync/edgesync/transport/wire"
+)
+
+// Magic is the first line of every bundle of format version 1.
+const Magic = "EDGESYNC-BUNDLE/1\n"
+
+// magicPrefix is Magic without its version, to tell a bundle of another
+// format version from a file that is no bundle at all.
+const magicPrefix = "EDGESYNC-BUNDLE/"
+
+// FormatVersion is the bundle format this package writes and reads, also
+// carried in the header (key 1).
+const FormatVersion = 1
+
+// Frame types (the first byte of a frame).
+const (
+	frameHeader  byte = 'H'
+	frameBatch   byte = 'B'
+	frameTrailer byte = 'T'
+)
+
+// Limits on frames. A reader refuses a frame over its limit before reading
+// it, so no length from the file ever makes it allocate more than
+// wire.MaxBatchBytes (plus its growth slack).
+const (
+	// MaxHeaderBytes bounds the header frame's CBOR.
+	MaxHeaderBytes = 4 << 10
+	// MaxTrailerBytes bounds the trailer frame's CBOR.
+	MaxTrailerBytes = 256
+	// frameOverhead is a frame's type, length and CRC.
+	frameOverhead = 1 + 4 + 4
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// frameLimit returns the largest payload of a frame of type typ, and false
+// for an unknown type.
+func frameLimit(typ byte) (int, bool) {
+	switch typ {
+	case frameHeader:
+		return MaxHeaderBytes, true
+	case frameBatch:
+		return wire.MaxBatchBytes, true
+	case frameTrailer:
+		return MaxTrailerBytes, true
+	}
+	return 0, false
+}
+
+func frameName(typ byte, batch uint64) string {
+	switch typ {
+	case frameHeader:
+		return "header"
+	case frameTrailer:
+		return "trailer"
+	}
+	return fmt.Sprintf("batch %d", batch)
+}
+
+// frameHead returns a frame's first five bytes: type and big-endian length.
+func frameHead(typ byte, n int) [5]byte {
+	var h [5]byte
+	h[0] = typ
+	binary.BigEndian.PutUint32(h[1:], uint32(n))
+	return h
+}
+
+// frameCRC is the CRC-32C (Castagnoli) of a frame's head and payload.
+func frameCRC(head [5]byte, payload []byte) uint32 {
+	c := crc32.Update(0, crcTable, head[:])
+	return crc32.Update(c, crcTable, payload)
+}
+
+// Header is the first frame of a bundle: what it holds and where it came
+// from. Every batch of the bundle is of Device and Epoch, carries Acked as
+// its acked watermark, and holds only records in [From, Through].
+type Header struct {
+	// V is the format version, FormatVersion; NewWriter fills in 0.
+	V uint64 `cbor:"1,keyasint"`
+	// Device is the device id of every batch.
+	Device string `cbor:"2,keyasint"`
+	// Epoch is the outbox epoch of every batch, 1..2^63-1.
+	Epoch outbox.Epoch `cbor:"3,keyasint"`
+	// From is the first seq the export asked the outbox for, >= 1.
+	From outbox.Seq `cbor:"4,keyasint"`
+	// Through is the outbox's head when the export started: no record is
+	// above it. Through == From-1 when there was nothing to export.
+	Through outbox.Seq `cbor:"5,keyasint"`
+	// Created is the device's wall clock at export, unix nanoseconds.
+	Created int64 `cbor:"6,keyasint"`
+	// Watermark is the agent's acknowledged watermark at export.
+	Watermark outbox.Seq `cbor:"7,keyasint"`
+	// Acked is the acked watermark every batch carries: Watermark, or From-1
+	// when the export started below the watermark (records kept by
+	// retain_acked), so that the sink does not count those records as lost.
+	Acked outbox.Seq `cbor:"8,keyasint"`
+}
+
+// Validate reports the first rule h breaks, as a *BundleError matching
+// ErrVersion or ErrInvalid.
+func (h *Header) Validate() error {
+	bad := func(format string, args ...any) error {
+		return &BundleError{Where: "header", Offset: int64(len(Magic)), Reason: fmt.Sprintf(format, args...), Err: ErrInvalid}
+	}
+	switch {
+	case h.V != FormatVersion:
+		return &BundleError{Where: "header", Offset: int64(len(Magic)),
+			Reason: fmt.Sprintf("format version %d; this edgesync reads version %d: upgrade edgesync", h.V, FormatVersion), Err: ErrVersion}
+	case !wire.ValidDeviceID(h.Device):
+		return bad("device %q is not a valid device id", cut(h.Device))
+	case !wire.ValidEpoch(uint64(h.Epoch)):
+		return bad("epoch %d is not in 1..2^63-1", h.Epoch)
+	case h.From < 1:
+		return bad("from is 0, want >= 1")
+	case h.Through < h.From-1:
+		return bad("through %d is below from %d - 1", h.Through, h.From)
+	case h.Watermark > h.Through:
+		return bad("watermark %d is above through %d", h.Watermark, h.Through)
+	case h.Acked > h.Watermark:
+		return bad("acked %d is above the watermark %d", h.Acked, h.Watermark)
+	case h.Acked >= h.From:
+		return bad("acked %d is not below from %d", h.Acked, h.From)
+	}
+	return nil
+}
+
+// Trailer is the last frame of a bundle.
+type Trailer struct {
+	Batches uint64 `cbor:"1,keyasint"` // batch frames in the bundle
+	Records uint64 `cbor:"2,keyasint"` // records in those batches
+	SHA256  []byte `cbor:"3,keyasint"` // of every byte before the trailer frame: magic, header and batch frames
+}
+
+var (
+	// encMode writes core deterministic CBOR (RFC 8949 section 4.2.1), as
+	// the wire protocol does: equal values give equal bytes.
+	encMode = func() cbor.EncMode {
+		em, err := cbor.CoreDetEncOptions().EncMode()
+		if err != nil {
+			panic(err)
+		}
+		return em
+	}()
+	// decMode reads headers, trailers and receipts: flat maps with few
+	// keys, definite lengths, no tags, no duplicate keys, valid UTF-8.
+	decMode = func() cbor.DecMode {
+		dm, err := cbor.DecOptions{
+			DupMapKey:           cbor.DupMapKeyEnforcedAPF,
+			IndefLength:         cbor.IndefLengthForbidden,
+			TagsMd:              cbor.TagsForbidden,
+			MaxNestedLevels:     4,
+			MaxArrayElements:    16,
+			MaxMapPairs:         32,
+			UTF8:                cbor.UTF8RejectInvalid,
+			ByteStringToString:  cbor.ByteStringToStringForbidden,
+			FieldNameByteString: cbor.FieldNameByteStringForbidden,
+		}.DecMode()
+		if err != nil {
+			panic(err)
+		}
+		return dm
+	}()
+)
+
+// version peeks at key 1 of a CBOR map, to tell a header or receipt of
+// another version from a malformed one.
+func version(data []byte) (uint64, bool) {
+	var v struct {
+		V *uint64 `cbor:"1,keyasint"`
+	}
+	if decMode.Unmarshal(data, &v) != nil || v.V == nil {
+		return 0, false
+	}
+	return *v.V, true
+}
+
+// checker applies the rules every batch of a bundle must follow, for the
+// Writer (which refuses to write what a Reader would refuse) and the Reader.
+type checker struct {
+	h       *Header
+	batches uint64 // batches accepted so far
+	records uint64
+	last    uint64 // seq of the last record accepted; 0 when none
+}
+
+// check returns the reason b may not be the next batch, or "".
+func (c *checker) check(b *wire.Batch) string {
+	switch {
+	case b.Device != c.h.Device:
+		return fmt.Sprintf("device %q is not the bundle's device %q; refusing the bundle", cut(b.Device), c.h.Device)
+	case b.Epoch != uint64(c.h.Epoch):
+		return fmt.Sprintf("epoch %d is not the bundle's epoch %d", b.Epoch, c.h.Epoch)
+	case b.Acked != uint64(c.h.Acked):
+		return fmt.Sprintf("acked %d is not the header's acked %d", b.Acked, c.h.Acked)
+	}
+	if len(b.Records) > 0 {
+		if b.First < uint64(c.h.From) || b.Last > uint64(c.h.Through) {
+			return fmt.Sprintf("records %d..%d are outside the header's %d..%d", b.First, b.Last, c.h.From, c.h.Through)
+		}
+		if b.First <= c.last {
+			return fmt.Sprintf("records start at %d, not above the previous batch's last record %d", b.First, c.last)
+		}
+	}
+	for _, d := range b.Drops {
+		if d.Last > uint64(c.h.Through) {
+			return fmt.Sprintf("dropped range %d..%d is above the header's through %d", d.First, d.Last, c.h.Through)
+		}
+	}
+	return ""
+}
+
+// accept counts b, which check accepted.
+func (c *checker) accept(b *wire.Batch) {
+	c.batches++
+	c.records += uint64(len(b.Records))
+	if len(b.Records) > 0 {
+		c.last = b.Last
+	}
+}
+
+// cut quotes nothing but shortens s to 80 bytes, so that a hostile file
+// cannot flood a log line.
+func cut(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}

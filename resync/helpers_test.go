@@ -97,7 +97,9 @@ func newTestSink() *testSink {
 	return &testSink{w: map[string]uint64{}, applied: map[uint64]int{}, data: map[uint64]string{}}
 }
 
-func (s *testSink) key(device string, epoch uint64) string { return fmt.Sprintf("%s/%d", device, epoch) }
+func (s *testSink) key(device string, epoch uint64) string {
+	return fmt.Sprintf("%s/%d", device, epoch)
+}
 
 func (s *testSink) apply(device string, b *wire.Batch) (uint64, uint8, error) {
 	s.batches++

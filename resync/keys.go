@@ -120,7 +120,7 @@ func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
 	}
 	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("key file %s: %w", path, err)
+		return nil, fmt.Errorf("key file %s: not a valid PKCS #8 private key: %w", path, err)
 	}
 	priv, ok := k.(ed25519.PrivateKey)
 	if !ok {
@@ -147,7 +147,7 @@ func LoadPublicKey(path string) (ed25519.PublicKey, error) {
 		}
 		k, err := x509.ParsePKIXPublicKey(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("key file %s: %w", path, err)
+			return nil, fmt.Errorf("key file %s: not a valid PKIX public key: %w", path, err)
 		}
 		pub, ok := k.(ed25519.PublicKey)
 		if !ok {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/fxamacker/cbor/v2"
 )
 
 // sentinels are the errors every error of the package must match one of.
@@ -66,7 +68,13 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 		var lib Batch
 		if err := libBatchDec.Unmarshal(body, &lib); err != nil {
-			t.Fatalf("package cbor refuses what DecodeBatch accepted: %v", err)
+			// Package cbor checks the content of tags 0 to 3 even inside a
+			// cbor.RawMessage; the protocol leaves tags in data to the sink.
+			var tagErr *cbor.InadmissibleTagContentTypeError
+			if !errors.As(err, &tagErr) {
+				t.Fatalf("package cbor refuses what DecodeBatch accepted: %v", err)
+			}
+			lib = *b
 		}
 		if !reflect.DeepEqual(normalize(&lib), normalize(b)) {
 			t.Fatalf("package cbor decodes\n%+v\nDecodeBatch\n%+v", lib, b)

@@ -287,15 +287,10 @@ func (p *parser) errAt(i int, field string, off int, msg string, kind error) err
 	return e
 }
 
-// fieldErr reports a bad field value of record i.
-func (p *parser) fieldErr(i int, r *rawRecord, f int, msg string) error {
-	e := &RecordError{Index: i, Field: fieldNames[f], Msg: msg, Err: ErrInvalid}
-	if p.format != formatCBOR && r != nil && r.seen&(1<<f) != 0 {
-		e.Line, _ = p.lineCol(r.valOff[f])
-	} else if p.line > 0 {
-		e.Line = p.line
-	}
-	return e
+// fieldErr reports a bad field value of record i: index and field say
+// where, and in NDJSON the line.
+func (p *parser) fieldErr(i int, f int, msg string) error {
+	return &RecordError{Index: i, Field: fieldNames[f], Line: p.line, Msg: msg, Err: ErrInvalid}
 }
 
 // syntax reports the byte at off as unexpected in the named context.
@@ -329,7 +324,7 @@ func (p *parser) build(i int, r *rawRecord) error {
 	case r.set&(1<<fStream) != 0:
 		s := r.str[fStream]
 		if !validName(s) {
-			return p.fieldErr(i, r, fStream, "must match [A-Za-z0-9._-]{1,64}, got "+quoteValue(s))
+			return p.fieldErr(i, fStream, "must match [A-Za-z0-9._-]{1,64}, got "+quoteValue(s))
 		}
 		if string(s) != p.stream {
 			p.stream = string(s)
@@ -337,23 +332,23 @@ func (p *parser) build(i int, r *rawRecord) error {
 		rec.Stream = p.stream
 	case d != nil && d.stream != "":
 		if !wire.ValidStream(d.stream) {
-			return p.fieldErr(i, nil, fStream, "must match [A-Za-z0-9._-]{1,64}, got "+quoteValue([]byte(d.stream)))
+			return p.fieldErr(i, fStream, "must match [A-Za-z0-9._-]{1,64}, got "+quoteValue([]byte(d.stream)))
 		}
 		rec.Stream = d.stream
 	default:
-		return p.fieldErr(i, r, fStream, "missing; every record needs a stream")
+		return p.fieldErr(i, fStream, "missing; every record needs a stream")
 	}
 
 	switch {
 	case r.set&(1<<fKey) != 0:
 		k := r.str[fKey]
 		if err := checkKey(k); err != "" {
-			return p.fieldErr(i, r, fKey, err)
+			return p.fieldErr(i, fKey, err)
 		}
 		rec.Key = string(k)
 	case d != nil && d.key != "":
 		if err := checkKey([]byte(d.key)); err != "" {
-			return p.fieldErr(i, nil, fKey, err)
+			return p.fieldErr(i, fKey, err)
 		}
 		rec.Key = d.key
 	}
@@ -361,10 +356,10 @@ func (p *parser) build(i int, r *rawRecord) error {
 	if r.set&(1<<fID) != 0 {
 		id := r.str[fID]
 		if !utf8.Valid(id) {
-			return p.fieldErr(i, r, fID, "must be valid UTF-8")
+			return p.fieldErr(i, fID, "must be valid UTF-8")
 		}
 		if n := utf8.RuneCount(id); n < 1 || n > wire.MaxIDRunes {
-			return p.fieldErr(i, r, fID, "must be 1.."+strconv.Itoa(wire.MaxIDRunes)+" characters, got "+strconv.Itoa(n))
+			return p.fieldErr(i, fID, "must be 1.."+strconv.Itoa(wire.MaxIDRunes)+" characters, got "+strconv.Itoa(n))
 		}
 		rec.ID = string(id)
 	}
@@ -376,7 +371,7 @@ func (p *parser) build(i int, r *rawRecord) error {
 		case "delete":
 			rec.Op = outbox.OpDelete
 		default:
-			return p.fieldErr(i, r, fOp, `must be "upsert" or "delete", got `+quoteValue(op))
+			return p.fieldErr(i, fOp, `must be "upsert" or "delete", got `+quoteValue(op))
 		}
 	}
 
@@ -389,7 +384,7 @@ func (p *parser) build(i int, r *rawRecord) error {
 		if string(s) != p.schemaRaw {
 			name, ver, err := wire.ParseSchema(string(s))
 			if err != nil {
-				return p.fieldErr(i, r, fSchema, "must be NAME@VERSION (NAME of [A-Za-z0-9._-]{1,64}, VERSION a positive integer), got "+quoteValue(s))
+				return p.fieldErr(i, fSchema, "must be NAME@VERSION (NAME of [A-Za-z0-9._-]{1,64}, VERSION a positive integer), got "+quoteValue(s))
 			}
 			p.schemaRaw, p.schemaName, p.schemaVer = string(s), name, ver
 		}
@@ -401,7 +396,7 @@ func (p *parser) build(i int, r *rawRecord) error {
 	if r.set&(1<<fTS) != 0 {
 		ns, msg := parseRFC3339(r.str[fTS])
 		if msg != "" {
-			return p.fieldErr(i, r, fTS, msg+", got "+quoteValue(r.str[fTS]))
+			return p.fieldErr(i, fTS, msg+", got "+quoteValue(r.str[fTS]))
 		}
 		rec.CapturedAt = ns
 	} else {
@@ -409,7 +404,7 @@ func (p *parser) build(i int, r *rawRecord) error {
 	}
 
 	if r.set&(1<<fData) == 0 {
-		return p.fieldErr(i, r, fData, "missing; every record needs data (null for none)")
+		return p.fieldErr(i, fData, "missing; every record needs data (null for none)")
 	}
 	start := len(p.arena)
 	var err error

@@ -285,7 +285,7 @@ func (p *parser) cborRecord(i int) error {
 		}
 		bit := uint8(1) << f
 		if r.seen&bit != 0 {
-			return p.fieldErr(i, r, f, "given twice")
+			return p.fieldErr(i, f, "given twice")
 		}
 		r.seen |= bit
 		r.pairs++
@@ -310,7 +310,7 @@ func (p *parser) cborRecord(i int) error {
 			case b[p.pos] == cborNull:
 				p.pos++
 			default:
-				return p.fieldErr(i, r, f, "must be a text string, got "+cborKind(vm, vai))
+				return p.fieldErr(i, f, "must be a text string, got "+cborKind(vm, vai))
 			}
 		}
 		r.valEnd[f] = p.pos

@@ -147,16 +147,11 @@ func (p *parser) jsonRecord(i int) error {
 		}
 		f := lookupField(name)
 		if f < 0 {
-			e := &RecordError{Index: i, Field: fieldName(name), Msg: unknownFieldMsg, Err: ErrInvalid}
-			e.Line = p.line
-			if e.Line == 0 {
-				e.Line, _ = p.lineCol(p.pos)
-			}
-			return e
+			return &RecordError{Index: i, Field: fieldName(name), Line: p.line, Msg: unknownFieldMsg, Err: ErrInvalid}
 		}
 		bit := uint8(1) << f
 		if r.seen&bit != 0 {
-			return p.fieldErr(i, r, f, "given twice")
+			return p.fieldErr(i, f, "given twice")
 		}
 		p.ws()
 		if p.pos >= len(b) || b[p.pos] != ':' {
@@ -187,7 +182,7 @@ func (p *parser) jsonRecord(i int) error {
 			case c == 'n' && bytes.HasPrefix(b[p.pos:], []byte("null")):
 				p.pos += 4
 			default:
-				return p.fieldErr(i, r, f, "must be a string, got "+jsonKind(c))
+				return p.fieldErr(i, f, "must be a string, got "+jsonKind(c))
 			}
 		}
 		r.valEnd[f] = p.pos

@@ -64,6 +64,7 @@ func LoadSinkConfig(path string) (*SinkConfig, error) {
 // ParseSinkConfig is LoadSinkConfig from bytes.
 func ParseSinkConfig(b []byte) (*SinkConfig, error) {
 	var c SinkConfig
+	c.Store = DefaultStoreConfig() // so that gap_wait: 0 in the file means "do not wait"
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -98,9 +99,6 @@ func (c *SinkConfig) EnsureDefaults() {
 	}
 	if c.Store.URL == "" {
 		c.Store.URL = "sqlite:///var/lib/edgesync/sink.db"
-	}
-	if c.Store.GapWait == 0 {
-		c.Store.GapWait = DefaultStoreConfig().GapWait
 	}
 	if c.OnUnknownSchema == "" {
 		c.OnUnknownSchema = OnUnknownPark

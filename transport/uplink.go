@@ -89,6 +89,7 @@ type Uplink struct {
 	cmds    chan []byte
 	pubacks chan puback
 	kick    chan struct{}
+	resend  chan outbox.Seq
 
 	// owned by the Run goroutine
 	epoch        outbox.Epoch
@@ -158,7 +159,10 @@ func New(cfg Config, ob Outbox, link Link, m *Metrics) *Uplink {
 		cmds:       make(chan []byte, 64),
 		pubacks:    make(chan puback, 2*cfg.Uplink.MaxInflight+8),
 		kick:       make(chan struct{}, 1),
-		nextSendID: 1,
+		resend:     make(chan outbox.Seq, 1),
+		// SendIDs grow across restarts too (a wall-clock start), so that a gap
+		// reply to the previous process's batches is recognised as stale.
+		nextSendID: uint64(time.Now().UnixNano()),
 	}
 	if r := cfg.Uplink.RateBytes; r > 0 {
 		// The burst holds at least one batch (PITFALLS 21): twice batch.max_bytes
@@ -253,6 +257,9 @@ func (u *Uplink) Run(ctx context.Context) error {
 		case <-u.ob.Changed():
 		case <-u.link.Changed():
 		case <-u.kick:
+		case from := <-u.resend:
+			u.metrics.Commands.Add(1)
+			u.ResendFrom(from)
 		case <-stateTick.C:
 			u.publishState(true)
 		case <-timer.C:
@@ -633,6 +640,22 @@ func (u *Uplink) handleCmd(payload []byte) {
 		u.log.Info("uplink: resending on command", "id", c.ID, "from", c.From)
 	default:
 		u.log.Info("uplink: ignoring an unknown command", "id", c.ID, "name", c.Name)
+	}
+}
+
+// Command asks the uplink to send again from seq from (the control socket's
+// resend). It never blocks; a newer request replaces one not yet taken.
+func (u *Uplink) Command(from outbox.Seq) {
+	for {
+		select {
+		case u.resend <- from:
+			return
+		default:
+		}
+		select {
+		case <-u.resend:
+		default:
+		}
 	}
 }
 

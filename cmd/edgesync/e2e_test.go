@@ -1,0 +1,465 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/edgesync/edgesync/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// proc is an edgesync process started by a test.
+type proc struct {
+	t    *testing.T
+	bin  string
+	args []string
+	cmd  *exec.Cmd
+	log  *os.File
+}
+
+func startProc(t *testing.T, bin, logPath string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, bin: bin, args: args}
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.log = f
+	p.start()
+	t.Cleanup(func() {
+		p.kill()
+		f.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			if len(b) > 8000 {
+				b = b[len(b)-8000:]
+			}
+			t.Logf("log of %v (tail):\n%s", args, b)
+		}
+	})
+	return p
+}
+
+func (p *proc) start() {
+	p.cmd = exec.Command(p.bin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *proc) kill() {
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		_ = p.cmd.Wait()
+		p.cmd = nil
+	}
+}
+
+func (p *proc) stop() {
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			p.t.Errorf("%v did not stop within 20s of SIGTERM", p.args)
+			_ = p.cmd.Process.Kill()
+			<-done
+		}
+		p.cmd = nil
+	}
+}
+
+type e2e struct {
+	t          *testing.T
+	bin        string
+	dir        string
+	mq         *testenv.Broker
+	agentCfg   string
+	sinkCfg    string
+	ingest     string
+	dbPath     string
+	agent      *proc
+	sink       *proc
+}
+
+func newE2E(t *testing.T, agentExtra string) *e2e {
+	bin := testenv.BuildBinary(t)
+	dir := t.TempDir()
+	mq := testenv.Mosquitto(t, testenv.WithPersistence())
+	e := &e2e{t: t, bin: bin, dir: dir, mq: mq, dbPath: filepath.Join(dir, "sink.db")}
+	port := testenv.FreePort(t)
+	e.ingest = fmt.Sprintf("127.0.0.1:%d", port)
+	e.agentCfg = filepath.Join(dir, "agent.yaml")
+	writeFile(t, e.agentCfg, fmt.Sprintf(`device_id: gw-e2e
+data_dir: %s
+broker:
+  url: %s
+  reconnect_min: 100ms
+  reconnect_max: 1s
+ingest:
+  listen: %s
+uplink:
+  ack_timeout: 3s
+%s`, filepath.Join(dir, "agent"), mq.URL(), e.ingest, agentExtra))
+	e.sinkCfg = filepath.Join(dir, "sink.yaml")
+	writeFile(t, e.sinkCfg, fmt.Sprintf(`sink_id: sink-e2e
+broker:
+  url: %s
+  reconnect_min: 100ms
+  reconnect_max: 1s
+store:
+  url: sqlite://%s
+`, mq.URL(), e.dbPath))
+	e.sink = startProc(t, bin, filepath.Join(dir, "sink.log"), "sink", "--config", e.sinkCfg)
+	e.agent = startProc(t, bin, filepath.Join(dir, "agent.log"), "agent", "--config", e.agentCfg)
+	e.waitIngest(30 * time.Second)
+	return e
+}
+
+func writeFile(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *e2e) waitIngest(timeout time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + e.ingest + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.t.Fatalf("the agent's ingest API did not come up on %s", e.ingest)
+}
+
+// post sends n records with ids prefix-i; it returns whether the agent said 200.
+func (e *e2e) post(client *http.Client, prefix string, first, n int) (bool, error) {
+	var body bytes.Buffer
+	for i := first; i < first+n; i++ {
+		fmt.Fprintf(&body, `{"stream":"temps","key":"k-%d","id":"%s-%d","schema":"reading@1","data":{"v":%d}}`+"\n", i%13, prefix, i, i)
+	}
+	resp, err := client.Post("http://"+e.ingest+"/v1/records", "application/x-ndjson", &body)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
+	}
+	var r struct{ FirstSeq, LastSeq uint64 }
+	if err := json.Unmarshal(b, &r); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// sinkIDs returns how often each id is in edgesync_log.
+func (e *e2e) sinkIDs() map[string]int {
+	e.t.Helper()
+	db, err := sql.Open("sqlite", "file:"+e.dbPath+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT id, count(*) FROM edgesync_log WHERE device_id = 'gw-e2e' GROUP BY id`)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			e.t.Fatal(err)
+		}
+		out[id] = n
+	}
+	return out
+}
+
+// waitApplied waits until every id in want is in the sink.
+func (e *e2e) waitApplied(want map[string]bool, timeout time.Duration) map[string]int {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := e.sinkIDs()
+		missing := 0
+		for id := range want {
+			if got[id] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return got
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d of %d acknowledged records never reached the sink", missing, len(want))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func checkExactlyOnce(t *testing.T, got map[string]int, want map[string]bool) {
+	t.Helper()
+	for id, n := range got {
+		if n != 1 {
+			t.Errorf("record %s applied %d times", id, n)
+		}
+	}
+	for id := range want {
+		if got[id] != 1 {
+			t.Errorf("acknowledged record %s is in the sink %d times", id, got[id])
+		}
+	}
+}
+
+// TestKill9Agent: clients post records concurrently while the agent is
+// killed with SIGKILL at random moments and restarted, at least 20 times.
+// Every record that got a 200 is in the sink exactly once.
+func TestKill9Agent(t *testing.T) {
+	e := newE2E(t, "")
+	kills := 20
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for c := 0; c < 4; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			client := &http.Client{Timeout: 5 * time.Second}
+			prefix := fmt.Sprintf("c%d", c)
+			for i := 0; ; i += 10 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ok, _ := e.post(client, prefix, i, 10)
+				if ok {
+					mu.Lock()
+					for j := i; j < i+10; j++ {
+						acked[fmt.Sprintf("%s-%d", prefix, j)] = true
+					}
+					mu.Unlock()
+				} else {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		}(c)
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for k := 0; k < kills; k++ {
+		time.Sleep(time.Duration(100+rng.IntN(400)) * time.Millisecond)
+		e.agent.kill()
+		e.agent.start()
+		e.waitIngest(30 * time.Second)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(acked) < 1000 {
+		t.Fatalf("only %d records acknowledged by the agent: the test did not exercise much", len(acked))
+	}
+	got := e.waitApplied(acked, 90*time.Second)
+	checkExactlyOnce(t, got, acked)
+	t.Logf("%d records acknowledged across %d kills; all in the sink exactly once", len(acked), kills)
+}
+
+// TestRestartBrokerAndSink: the broker and the sink restart during the stream.
+func TestRestartBrokerAndSink(t *testing.T) {
+	e := newE2E(t, "")
+	acked := map[string]bool{}
+	client := &http.Client{Timeout: 10 * time.Second}
+	i := 0
+	send := func(d time.Duration) {
+		end := time.Now().Add(d)
+		for time.Now().Before(end) {
+			if ok, _ := e.post(client, "r", i, 20); ok {
+				for j := i; j < i+20; j++ {
+					acked[fmt.Sprintf("r-%d", j)] = true
+				}
+			}
+			i += 20
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	send(time.Second)
+	e.mq.Stop()
+	send(time.Second)
+	e.mq.Start()
+	send(time.Second)
+	e.sink.kill()
+	send(time.Second)
+	e.sink.start()
+	send(time.Second)
+	e.mq.Kill()
+	e.sink.stop()
+	send(500 * time.Millisecond)
+	e.mq.Start()
+	e.sink.start()
+	send(time.Second)
+	got := e.waitApplied(acked, 90*time.Second)
+	checkExactlyOnce(t, got, acked)
+}
+
+// TestMalformedRequests: every kind of bad request gets a clear 4xx and the
+// outbox does not change.
+func TestMalformedRequests(t *testing.T) {
+	e := newE2E(t, "")
+	client := &http.Client{Timeout: 10 * time.Second}
+	if ok, err := e.post(client, "good", 0, 5); !ok {
+		t.Fatalf("good request refused: %v", err)
+	}
+	head := func() uint64 {
+		var st struct{ Head uint64 }
+		resp, err := http.Get("http://" + e.ingest + "/v1/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Head
+	}
+	before := head()
+	big := `{"stream":"s","data":"` + strings.Repeat("x", 17<<20) + `"}`
+	cases := []struct {
+		name, ctype, body string
+		code              int
+		mention           string
+	}{
+		{"bad json", "application/json", `{"stream": "s", "data": `, 400, ""},
+		{"missing stream", "application/json", `{"data": {"a": 1}}`, 400, "stream"},
+		{"missing data", "application/json", `{"stream": "s"}`, 400, "data"},
+		{"wrong type", "application/json", `{"stream": 5, "data": 1}`, 400, "stream"},
+		{"bad stream", "application/json", `{"stream": "a b", "data": 1}`, 400, "stream"},
+		{"bad op", "application/json", `{"stream": "s", "op": "merge", "data": 1}`, 400, "op"},
+		{"bad schema", "application/json", `{"stream": "s", "schema": "x@0", "data": 1}`, 400, "schema"},
+		{"bad ts", "application/json", `{"stream": "s", "ts": "yesterday", "data": 1}`, 400, "ts"},
+		{"second of two bad", "application/json", `[{"stream": "s", "data": 1}, {"stream": "s"}]`, 400, "1"},
+		{"bad ndjson line", "application/x-ndjson", "{\"stream\":\"s\",\"data\":1}\n{oops}\n", 400, ""},
+		{"bad cbor", "application/cbor", "\xff\xfe\x00", 400, ""},
+		{"wrong content type", "text/plain", `{"stream":"s","data":1}`, 415, ""},
+		{"oversize", "application/json", big, 413, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp, err := client.Post("http://"+e.ingest+"/v1/records", c.ctype, strings.NewReader(c.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.code {
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, b, c.code)
+			}
+			if c.mention != "" && !strings.Contains(string(b), c.mention) {
+				t.Fatalf("error %s does not name %q", b, c.mention)
+			}
+		})
+	}
+	if after := head(); after != before {
+		t.Fatalf("the outbox head moved from %d to %d on bad requests", before, after)
+	}
+}
+
+// TestAgentConfigErrors: a bad file exits 2 naming every wrong key; a locked
+// outbox exits 75.
+func TestAgentConfigErrors(t *testing.T) {
+	bin := testenv.BuildBinary(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "bad.yaml")
+	writeFile(t, cfg, "device_id: _bad\nbroker:\n  url: ftp://x\noutbox:\n  max_bytes: lots\n  when_full: sometimes\nbogus: 1\n")
+	out, code := runBin(t, bin, "agent", "--config", cfg)
+	if code != 2 {
+		t.Fatalf("exit %d, want 2; output:\n%s", code, out)
+	}
+	for _, want := range []string{"outbox.max_bytes", "bogus"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output does not name %q:\n%s", want, out)
+		}
+	}
+	writeFile(t, cfg, "device_id: _bad\nbroker:\n  url: ftp://x\noutbox:\n  when_full: sometimes\n")
+	out, code = runBin(t, bin, "agent", "--config", cfg)
+	if code != 2 {
+		t.Fatalf("exit %d, want 2; output:\n%s", code, out)
+	}
+	for _, want := range []string{"device_id", "data_dir", "broker.url", "outbox.when_full"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output does not name %q:\n%s", want, out)
+		}
+	}
+	// A second agent on the same data_dir: exit 75.
+	mq := testenv.Mosquitto(t)
+	good := filepath.Join(dir, "good.yaml")
+	writeFile(t, good, fmt.Sprintf("device_id: gw-lock\ndata_dir: %s\nbroker:\n  url: %s\ningest:\n  listen: \"\"\n", filepath.Join(dir, "data"), mq.URL()))
+	first := startProc(t, bin, filepath.Join(dir, "first.log"), "agent", "--config", good)
+	waitSocket(t, filepath.Join(dir, "data", "control.sock"))
+	out, code = runBin(t, bin, "agent", "--config", good)
+	if code != 75 {
+		t.Fatalf("second agent exit %d, want 75; output:\n%s", code, out)
+	}
+	first.stop()
+}
+
+func waitSocket(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no control socket at %s", path)
+}
+
+func runBin(t *testing.T, bin string, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return string(out), ee.ExitCode()
+		}
+		t.Fatalf("%v: %v", args, err)
+	}
+	return string(out), 0
+}

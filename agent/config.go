@@ -1,10 +1,8 @@
 package agent
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +14,7 @@ import (
 	"github.com/edgesync/edgesync/capture"
 	"github.com/edgesync/edgesync/internal/bytesize"
 	"github.com/edgesync/edgesync/internal/mqttx"
+	"github.com/edgesync/edgesync/internal/yamlcfg"
 	"github.com/edgesync/edgesync/outbox"
 	"github.com/edgesync/edgesync/transport"
 	"github.com/edgesync/edgesync/transport/wire"
@@ -118,13 +117,9 @@ func Load(path string) (*Config, error) {
 // Parse is Load from bytes.
 func Parse(b []byte) (*Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("config: the file is empty")
-		}
-		return nil, yamlError(err)
+	decErr := yamlcfg.Decode(b, &c)
+	if decErr != nil && !yamlcfg.Partial(decErr) {
+		return nil, decErr
 	}
 	// Was ingest.listen written (even as "")? Then "" disables the listener.
 	var raw map[string]any
@@ -134,22 +129,11 @@ func Parse(b []byte) (*Config, error) {
 		}
 	}
 	c.EnsureDefaults()
-	if err := c.Validate(); err != nil {
+	// Report what the file got wrong and what the rest breaks, at once.
+	if err := errors.Join(decErr, c.Validate()); err != nil {
 		return nil, err
 	}
 	return &c, nil
-}
-
-func yamlError(err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		errs := make([]error, 0, len(te.Errors))
-		for _, e := range te.Errors {
-			errs = append(errs, fmt.Errorf("config: %s", strings.TrimPrefix(e, "yaml: ")))
-		}
-		return errors.Join(errs...)
-	}
-	return fmt.Errorf("config: %w", err)
 }
 
 // EnsureDefaults fills zero fields with their defaults.

@@ -1,17 +1,14 @@
 package apply
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"regexp"
 	"strings"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/edgesync/edgesync/internal/mqttx"
+	"github.com/edgesync/edgesync/internal/yamlcfg"
 	"github.com/edgesync/edgesync/transport/wire"
 )
 
@@ -65,24 +62,13 @@ func LoadSinkConfig(path string) (*SinkConfig, error) {
 func ParseSinkConfig(b []byte) (*SinkConfig, error) {
 	var c SinkConfig
 	c.Store = DefaultStoreConfig() // so that gap_wait: 0 in the file means "do not wait"
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("config: the file is empty")
-		}
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			var errs []error
-			for _, e := range te.Errors {
-				errs = append(errs, fmt.Errorf("config: %s", strings.TrimPrefix(e, "yaml: ")))
-			}
-			return nil, errors.Join(errs...)
-		}
-		return nil, fmt.Errorf("config: %w", err)
+	decErr := yamlcfg.Decode(b, &c)
+	if decErr != nil && !yamlcfg.Partial(decErr) {
+		return nil, decErr
 	}
 	c.EnsureDefaults()
-	if err := c.Validate(); err != nil {
+	// Report what the file got wrong and what the rest breaks, at once.
+	if err := errors.Join(decErr, c.Validate()); err != nil {
 		return nil, err
 	}
 	return &c, nil

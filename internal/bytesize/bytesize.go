@@ -101,12 +101,13 @@ func (s Size) String() string {
 
 // UnmarshalYAML accepts an integer or a string with a unit.
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	// A *yaml.TypeError lets the decoder go on and report every problem.
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: a size must be a number or a string like 256KiB", n.Line)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: a size must be a number or a string like 256KiB", n.Line)}}
 	}
 	v, err := Parse(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
 	*s = v
 	return nil

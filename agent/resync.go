@@ -63,10 +63,11 @@ func (a *Agent) serveExport(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Trailer", "X-Edgesync-Error")
 	sum, err := resync.Export(w, a.ob, a.cfg.DeviceID, outbox.Seq(from), a.cfg.ExportOptions())
 	if err != nil {
-		// Headers are gone: the bundle's missing trailer makes the reader
-		// refuse it, and the CLI reports the error from the trailer header.
+		// The status is sent already: the error goes in the trailer (and the
+		// bundle lacks its own trailer, so no reader would take it).
 		w.Header().Set("X-Edgesync-Error", err.Error())
 		a.log.Error("agent: export failed", "err", err)
 		return

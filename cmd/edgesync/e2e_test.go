@@ -91,16 +91,16 @@ func (p *proc) stop() {
 }
 
 type e2e struct {
-	t          *testing.T
-	bin        string
-	dir        string
-	mq         *testenv.Broker
-	agentCfg   string
-	sinkCfg    string
-	ingest     string
-	dbPath     string
-	agent      *proc
-	sink       *proc
+	t        *testing.T
+	bin      string
+	dir      string
+	mq       *testenv.Broker
+	agentCfg string
+	sinkCfg  string
+	ingest   string
+	dbPath   string
+	agent    *proc
+	sink     *proc
 }
 
 func newE2E(t *testing.T, agentExtra string) *e2e {
@@ -185,10 +185,7 @@ func (e *e2e) post(client *http.Client, prefix string, first, n int) (bool, erro
 // sinkIDs returns how often each id is in edgesync_log.
 func (e *e2e) sinkIDs() map[string]int {
 	e.t.Helper()
-	db, err := sql.Open("sqlite", "file:"+e.dbPath+"?mode=ro&_pragma=busy_timeout(5000)")
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	db := openRO(e.t, e.dbPath)
 	defer db.Close()
 	rows, err := db.Query(`SELECT id, count(*) FROM edgesync_log WHERE device_id = 'gw-e2e' GROUP BY id`)
 	if err != nil {
@@ -462,4 +459,13 @@ func runBin(t *testing.T, bin string, args ...string) (string, int) {
 		t.Fatalf("%v: %v", args, err)
 	}
 	return string(out), 0
+}
+
+func openRO(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
 }

@@ -158,3 +158,6 @@ func newLogger(level slog.Level) (*slog.Logger, *slog.LevelVar) {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts)), lv
 }
+
+// quietLogger discards logs (for commands that open the outbox themselves).
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/edgesync/edgesync/agent"
+	"github.com/edgesync/edgesync/apply"
+	"github.com/edgesync/edgesync/internal/atomicfile"
+	"github.com/edgesync/edgesync/outbox"
+	"github.com/edgesync/edgesync/resync"
+	"github.com/edgesync/edgesync/transport/wire"
+)
+
+func init() {
+	register(command{name: "export", summary: "write a resync bundle (for a USB stick) of every unacknowledged record", run: runExport})
+	register(command{name: "import", summary: "apply resync bundles at the sink, idempotently; write a signed receipt", run: runImport})
+	register(command{name: "ack-import", summary: "on the device: verify an import receipt, then trim the outbox as if the sink had acknowledged", run: runAckImport})
+	register(command{name: "keygen", summary: "create an ed25519 key pair (import receipts, signed remote configuration)", run: runKeygen})
+}
+
+func runExport(args []string) int {
+	fs := newFlags("export", "write a resync bundle of every unacknowledged record; works whether the agent runs or not",
+		"export --config FILE --out PATH [--from SEQ]")
+	configPath := fs.String("config", "", "the agent's configuration file (YAML)")
+	out := fs.String("out", "", "where to write the bundle (for example /media/usb/gw-0001.bundle)")
+	from := fs.Uint64("from", 0, "export from this sequence number (records kept by outbox.retain_acked included); default: the acknowledged watermark")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if !requireFlag("config", *configPath) || !requireFlag("out", *out) {
+		return exitUsage
+	}
+	cfg, err := agent.Load(*configPath)
+	if err != nil {
+		return configError(err)
+	}
+	var sum string
+	err = atomicfile.Write(*out, 0o644, func(w io.Writer) error {
+		// The running agent exports through its control socket.
+		c := agent.ControlClient(cfg.Control.Socket, 0)
+		url := "http://agent/v1/export"
+		if *from > 0 {
+			url += "?from=" + strconv.FormatUint(*from, 10)
+		}
+		resp, err := c.Post(url, "application/json", nil)
+		if err == nil {
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+				return fmt.Errorf("export: the agent answered %s: %s", resp.Status, b)
+			}
+			n, err := io.Copy(w, resp.Body)
+			if err != nil {
+				return fmt.Errorf("export: %w", err)
+			}
+			if e := resp.Trailer.Get("X-Edgesync-Error"); e != "" {
+				return fmt.Errorf("export: %s", e)
+			}
+			sum = fmt.Sprintf("%d bytes from the running agent", n)
+			return nil
+		}
+		// No agent: read the outbox directly.
+		oo := cfg.OutboxOptions()
+		oo.Logger = quietLogger()
+		if _, serr := os.Stat(cfg.OutboxDir()); serr != nil {
+			return fmt.Errorf("export: no outbox at %s: %v", cfg.OutboxDir(), serr)
+		}
+		ob, oerr := outbox.Open(cfg.OutboxDir(), oo)
+		if oerr != nil {
+			return oerr
+		}
+		defer ob.Close()
+		s, xerr := resync.Export(w, ob, cfg.DeviceID, outbox.Seq(*from), cfg.ExportOptions())
+		if xerr != nil {
+			return xerr
+		}
+		sum = fmt.Sprintf("%d records (%d..%d) in %d batches, %d bytes, sha256 %s",
+			s.Records, s.First, s.Last, s.Batches, s.Bytes, hex.EncodeToString(s.SHA256[:]))
+		return nil
+	})
+	if err != nil {
+		return exitFor(err)
+	}
+	fmt.Printf("wrote %s: %s\n", *out, sum)
+	return exitOK
+}
+
+func runImport(args []string) int {
+	fs := newFlags("import", "apply resync bundles at the sink, idempotently, and write a signed receipt that can travel back",
+		"import --config SINKFILE [--receipt PATH] BUNDLE...")
+	configPath := fs.String("config", "", "the sink's configuration file (YAML)")
+	receiptPath := fs.String("receipt", "", "where to write the receipt (default: BUNDLE.receipt next to each bundle)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if !requireFlag("config", *configPath) {
+		return exitUsage
+	}
+	bundles := fs.Args()
+	if len(bundles) == 0 {
+		fmt.Fprintln(os.Stderr, "edgesync import: name at least one bundle")
+		return exitUsage
+	}
+	if *receiptPath != "" && len(bundles) > 1 {
+		fmt.Fprintln(os.Stderr, "edgesync import: --receipt names one file; with several bundles each gets BUNDLE.receipt")
+		return exitUsage
+	}
+	cfg, err := apply.LoadSinkConfig(*configPath)
+	if err != nil {
+		return configError(err)
+	}
+	ctx := context.Background()
+	store, err := cfg.Store.Open(ctx)
+	if err != nil {
+		return exitFor(fmt.Errorf("store: %w", err))
+	}
+	defer store.Close()
+	var key []byte
+	if cfg.Resync.KeyFile != "" {
+		k, err := resync.LoadPrivateKey(cfg.Resync.KeyFile)
+		if err != nil {
+			return configError(fmt.Errorf("config: resync.key_file: %w", err))
+		}
+		key = k
+	}
+	policy := cfg.Policy
+	failed := false
+	for _, path := range bundles {
+		f, err := os.Open(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "edgesync import:", err)
+			failed = true
+			continue
+		}
+		res, err := resync.Import(f, func(device string, b *wire.Batch) (uint64, uint8, error) {
+			r, err := store.Apply(ctx, device, b, &policy)
+			if err != nil {
+				return 0, 0, err
+			}
+			return r.AppliedThrough, r.Status, nil
+		})
+		f.Close()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "edgesync import: %s: %v\n", path, err)
+			failed = true
+			continue
+		}
+		fmt.Printf("%s: device %s epoch %d: %d records in %d batches; applied through %d (%s)\n",
+			path, res.Device, res.Epoch, res.Records, res.Batches, res.AppliedThrough, resync.StatusName(res.Status))
+		if key == nil {
+			fmt.Println("  no receipt: set resync.key_file in the sink configuration to sign receipts")
+			continue
+		}
+		rc := res.Receipt(cfg.SinkID, time.Now())
+		if err := resync.SignReceipt(rc, key); err != nil {
+			return exitFor(err)
+		}
+		b, err := resync.EncodeReceipt(rc)
+		if err != nil {
+			return exitFor(err)
+		}
+		out := *receiptPath
+		if out == "" {
+			out = path + ".receipt"
+		}
+		if err := atomicfile.Write(out, 0o644, func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
+			return exitFor(err)
+		}
+		fmt.Printf("  receipt: %s (carry it back and run: edgesync ack-import --config FILE %s)\n", out, filepath.Base(out))
+	}
+	if failed {
+		return exitFailure
+	}
+	return exitOK
+}
+
+func runAckImport(args []string) int {
+	fs := newFlags("ack-import", "verify an import receipt's signature, then treat it as an acknowledgement and trim the outbox",
+		"ack-import --config FILE RECEIPT")
+	configPath := fs.String("config", "", "the agent's configuration file (YAML)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if !requireFlag("config", *configPath) {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "edgesync ack-import: name one receipt file")
+		return exitUsage
+	}
+	cfg, err := agent.Load(*configPath)
+	if err != nil {
+		return configError(err)
+	}
+	receipt, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return exitFor(err)
+	}
+	c := agent.ControlClient(cfg.Control.Socket, 30*time.Second)
+	resp, err := c.Post("http://agent/v1/ack-import", "application/cbor", bytes.NewReader(receipt))
+	if err == nil {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		if resp.StatusCode != http.StatusOK {
+			fmt.Fprintf(os.Stderr, "edgesync ack-import: %s", b)
+			return exitFailure
+		}
+		fmt.Printf("acknowledged by the running agent: %s", b)
+		return exitOK
+	}
+	// No agent running: open the outbox.
+	oo := cfg.OutboxOptions()
+	oo.Logger = quietLogger()
+	ob, err := outbox.Open(cfg.OutboxDir(), oo)
+	if err != nil {
+		return exitFor(err)
+	}
+	defer ob.Close()
+	res, rc, err := agent.AckImport(cfg, ob, receipt)
+	if err != nil {
+		return exitFor(err)
+	}
+	fmt.Printf("acknowledged: epoch %d through %d (sink %s); watermark now %d\n", rc.Epoch, rc.AppliedThrough, rc.SinkID, res.Watermark)
+	return exitOK
+}
+
+func runKeygen(args []string) int {
+	fs := newFlags("keygen", "create an ed25519 key pair: the sink signs import receipts with the private key (resync.key_file), devices trust the public key (resync.trusted_keys)",
+		"keygen --out PREFIX   (writes PREFIX.key, mode 0600, and PREFIX.pub)")
+	out := fs.String("out", "", "path prefix of the key files")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if !requireFlag("out", *out) {
+		return exitUsage
+	}
+	for _, p := range []string{*out + ".key", *out + ".pub"} {
+		if _, err := os.Stat(p); err == nil {
+			return exitFor(fmt.Errorf("keygen: %s exists; not overwriting a key", p))
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return exitFor(err)
+		}
+	}
+	pub, priv := resync.GenerateKey()
+	if err := resync.WritePrivateKey(*out+".key", priv); err != nil {
+		return exitFor(err)
+	}
+	if err := resync.WritePublicKey(*out+".pub", pub); err != nil {
+		return exitFor(err)
+	}
+	fmt.Printf("wrote %s.key (private, keep it on the sink) and %s.pub (public, key id %s)\n", *out, *out, wire.KeyIDOf(pub))
+	return exitOK
+}

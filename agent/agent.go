@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,8 +43,9 @@ type Agent struct {
 
 	ready     chan struct{}
 	accepting atomic.Bool
-	cmdMu     sync.Mutex // serialises control commands that touch the uplink
-	resend    chan outbox.Seq
+	configs   chan []byte
+	restart   chan struct{}
+	restarted atomic.Bool
 }
 
 // New returns an agent for cfg. level, when not nil, is changed by SIGHUP reloads.
@@ -66,7 +66,8 @@ func New(cfg *Config, log *slog.Logger, level *slog.LevelVar) *Agent {
 		started: time.Now(),
 		capture: &capture.Metrics{},
 		ready:   make(chan struct{}),
-		resend:  make(chan outbox.Seq, 1),
+		configs: make(chan []byte, 8),
+		restart: make(chan struct{}),
 	}
 }
 
@@ -122,7 +123,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			Payload:  transport.OfflineState(cfg.DeviceID, a.bootID),
 			Retained: true,
 		},
-		OnConnect: func(c mqtt.Client) { up.Subscribe(c) },
+		OnConnect: func(c mqtt.Client) {
+			up.Subscribe(c)
+			a.subscribeConfig(c)
+			go a.publishConfigStatus(nil, false, true, "")
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
@@ -196,6 +201,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return up.Run(gctx) })
 	g.Go(func() error { a.rates.run(gctx); return nil })
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case p := <-a.configs:
+				if a.handleConfig(p) {
+					a.restarted.Store(true)
+					close(a.restart)
+					return nil
+				}
+			}
+		}
+	})
 	srcCtx, stopSources := context.WithCancel(gctx)
 	defer stopSources()
 	if err := a.startSources(srcCtx, g); err != nil {
@@ -215,6 +234,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case <-gctx.Done():
+	case <-a.restart:
 	}
 	// Shutdown, in order.
 	_ = sdnotify.Stopping()
@@ -232,6 +252,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	err = g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
+	}
+	if a.restarted.Load() && ctx.Err() == nil {
+		return ErrRestart
 	}
 	return nil
 }

@@ -47,6 +47,8 @@ type Config struct {
 	Sources SourcesConfig `yaml:"sources"`
 	// Resync configures export bundles and the receipts that come back.
 	Resync ResyncConfig `yaml:"resync"`
+	// RemoteConfig: configuration pushed over MQTT (edgesync config push).
+	RemoteConfig RemoteConfig `yaml:"remote_config"`
 	// Log.Level is debug, info (default), warn or error.
 	Log struct {
 		Level string `yaml:"level"`
@@ -55,6 +57,10 @@ type Config struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 
 	ingestSet bool // ingest.listen was written in the file (possibly as "")
+
+	raw          []byte       // the local file, under any remote overlay
+	remoteDevice *wire.Config // the device's remote configuration in use
+	remoteFleet  *wire.Config // the fleet's
 }
 
 // IngestConfig is the `ingest:` block.
@@ -128,6 +134,7 @@ func Parse(b []byte) (*Config, error) {
 			_, c.ingestSet = ing["listen"]
 		}
 	}
+	c.raw = b
 	c.EnsureDefaults()
 	// Report what the file got wrong and what the rest breaks, at once.
 	if err := errors.Join(decErr, c.Validate()); err != nil {
@@ -238,6 +245,11 @@ func (c *Config) Validate() error {
 	}
 	if c.DrainTimeout < 0 {
 		bad("drain_timeout", "must be >= 0")
+	}
+	for i, f := range c.RemoteConfig.TrustedKeys {
+		if _, err := os.Stat(f); err != nil {
+			bad(fmt.Sprintf("remote_config.trusted_keys[%d]", i), "%v", err)
+		}
 	}
 	for i, f := range c.Resync.TrustedKeys {
 		if _, err := os.Stat(f); err != nil {

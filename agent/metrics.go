@@ -115,7 +115,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for _, reason := range capture.Reasons {
 		ct(mIngestReject, float64(a.capture.Rejected(reason)), reason)
 	}
-	g(mConfigVer, 0)
+	g(mConfigVer, float64(a.ConfigVersion()))
 	g(mInfo, 1, version.Version, a.cfg.DeviceID, strconv.FormatUint(uint64(st.Epoch), 10))
 }
 

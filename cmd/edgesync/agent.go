@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/edgesync/edgesync/agent"
@@ -22,23 +24,41 @@ func runAgent(args []string) int {
 	if !requireFlag("config", *configPath) {
 		return exitUsage
 	}
-	cfg, err := agent.Load(*configPath)
+	cfg, warning, err := agent.LoadWithRemote(*configPath)
 	if err != nil {
 		return configError(err)
 	}
 	log, level := newLogger(agent.ParseLevel(cfg.Log.Level))
-	a := agent.New(cfg, log, level)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	var current atomic.Pointer[agent.Agent]
 	go func() {
 		for range hup {
-			if err := a.Reload(*configPath); err != nil {
-				log.Error("agent: reload refused; running on with the previous configuration", "err", err)
+			if a := current.Load(); a != nil {
+				if err := a.Reload(*configPath); err != nil {
+					log.Error("agent: reload refused; running on with the previous configuration", "err", err)
+				}
 			}
 		}
 	}()
-	return exitFor(a.Run(ctx))
+	for {
+		if warning != nil {
+			log.Warn("agent: " + warning.Error())
+		}
+		a := agent.New(cfg, log, level)
+		current.Store(a)
+		err := a.Run(ctx)
+		if !errors.Is(err, agent.ErrRestart) {
+			return exitFor(err)
+		}
+		// A remote configuration was accepted: load the file and the stored
+		// overlays again and run again, in this process.
+		if cfg, warning, err = agent.LoadWithRemote(*configPath); err != nil {
+			return configError(err)
+		}
+		level.Set(agent.ParseLevel(cfg.Log.Level))
+	}
 }

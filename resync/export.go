@@ -100,6 +100,11 @@ type Summary struct {
 // output is incomplete; export again.
 var ErrEpochChanged = errors.New("resync: the outbox started a new epoch during the export; export again")
 
+// ErrDropping: the outbox (full, with drop_oldest) kept dropping the records
+// Export was reading, again and again. The output is incomplete; stop the
+// agent, or export again.
+var ErrDropping = errors.New("resync: the outbox keeps dropping the records being exported (full, drop_oldest); stop the agent or export again")
+
 // Export writes to w a bundle of every record src holds from
 // max(from, watermark+1) through its head (as of the start of the export),
 // cut into batches as the uplink cuts them and encoded as it publishes them.
@@ -218,15 +223,16 @@ func (e *exporter) run() error {
 }
 
 // read reads up to want records from next, with the dropped ranges the
-// outbox reported around the read. Under drop_oldest, while the agent runs,
-// the outbox may drop the very records being read: the positions before and
-// after the read must agree on the drops, or the read is repeated, so that
-// no batch carries a record inside one of its dropped ranges, nor a hole
-// that no dropped range explains.
+// outbox reported around the read. While the agent runs, the outbox may
+// drop (drop_oldest) or trim (acknowledgements) the very records being
+// read, and a deletion can be visible to Read before Position reports it.
+// So a read is only taken when the drops before and after it agree, no
+// record lies inside a dropped range, and every seq it skips (from next up
+// to its first record, or through the head when it returns none) is a
+// dropped or acknowledged one; otherwise it is repeated.
 func (e *exporter) read(next outbox.Seq, want int) ([]outbox.Record, []wire.Range, error) {
-	const attempts = 16
-	var drops []wire.Range
-	for i := 0; ; i++ {
+	const attempts = 32
+	for range attempts {
 		before := e.drops(e.src.Position())
 		epoch, recs, err := e.src.Read(next, want, e.opts.MaxBytes, e.recs[:0])
 		if err != nil {
@@ -236,21 +242,51 @@ func (e *exporter) read(next outbox.Seq, want int) ([]outbox.Record, []wire.Rang
 		if epoch != e.hdr.Epoch {
 			return nil, nil, ErrEpochChanged
 		}
-		drops = e.drops(e.src.Position())
-		if slices.Equal(before, drops) {
+		for len(recs) > 0 && recs[len(recs)-1].Seq > e.hdr.Through {
+			recs = recs[:len(recs)-1]
+		}
+		pos := e.src.Position()
+		drops := e.drops(pos)
+		if !slices.Equal(before, drops) {
+			continue
+		}
+		skipTo := e.hdr.Through
+		if len(recs) > 0 {
+			skipTo = recs[0].Seq - 1
+		}
+		if !covered(next, skipTo, drops, pos.Watermark) || !disjoint(recs, drops) {
+			continue
+		}
+		return recs, drops, nil
+	}
+	return nil, nil, ErrDropping
+}
+
+// covered reports whether every seq in [lo, hi] is at or below the
+// watermark or inside one of the drops (ascending, not overlapping).
+func covered(lo, hi outbox.Seq, drops []wire.Range, watermark outbox.Seq) bool {
+	lo = max(lo, watermark+1)
+	for _, d := range drops {
+		if lo > hi {
 			break
 		}
-		if i == attempts-1 {
-			// Still dropping: leave out what the latest drops cover.
-			recs = slices.DeleteFunc(recs, func(r outbox.Record) bool { return inRanges(drops, uint64(r.Seq)) })
-			e.recs = recs
-			break
+		if d.First <= uint64(lo) && uint64(lo) <= d.Last {
+			lo = outbox.Seq(d.Last) + 1
 		}
 	}
-	for len(e.recs) > 0 && e.recs[len(e.recs)-1].Seq > e.hdr.Through {
-		e.recs = e.recs[:len(e.recs)-1]
+	return lo > hi
+}
+
+// disjoint reports whether no record lies inside a drop.
+func disjoint(recs []outbox.Record, drops []wire.Range) bool {
+	for _, r := range recs {
+		for _, d := range drops {
+			if d.First <= uint64(r.Seq) && uint64(r.Seq) <= d.Last {
+				return false
+			}
+		}
 	}
-	return e.recs, drops, nil
+	return true
 }
 
 // drops returns the dropped ranges a batch carries: those above the
@@ -264,15 +300,6 @@ func (e *exporter) drops(pos outbox.Position) []wire.Range {
 		out = append(out, wire.Range{First: uint64(d.First), Last: uint64(min(d.Last, e.hdr.Through))})
 	}
 	return out
-}
-
-func inRanges(rs []wire.Range, s uint64) bool {
-	for _, r := range rs {
-		if r.First <= s && s <= r.Last {
-			return true
-		}
-	}
-	return false
 }
 
 // write encodes one batch and writes it. It returns an error matching

@@ -365,3 +365,107 @@ func TestExportOptionsValidate(t *testing.T) {
 		t.Fatalf("Export to device _fleet: err = %v, want a device id error", err)
 	}
 }
+
+// TestExportWhileDropping exports a full drop_oldest outbox while records
+// keep arriving and pushing the oldest out, as on a gateway that runs with
+// its link down. Every seq the bundle covers reaches the sink exactly once,
+// as a record (with its own data) or as lost.
+func TestExportWhileDropping(t *testing.T) {
+	ob := openOutbox(t, outbox.Options{MaxBytes: 64 << 10, WhenFull: outbox.DropOldest})
+	appendRecords(t, ob, 0, 300, 300)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 300; ; i += 5 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			recs := make([]outbox.Record, 5)
+			for j := range recs {
+				recs[j] = testRecord(i+j, 300)
+			}
+			if _, _, err := ob.Append(t.Context(), recs); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var file []byte
+	var sum Summary
+	for range 20 {
+		var buf bytes.Buffer
+		s, err := Export(&buf, ob, testDevice, 0, ExportOptions{MaxRecords: 7, Now: fixedNow})
+		if errors.Is(err, ErrDropping) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Export: %v", err)
+		}
+		file, sum = buf.Bytes(), s
+		break
+	}
+	close(stop)
+	<-done
+	if file == nil {
+		t.Fatal("every export ended with ErrDropping")
+	}
+	sink := newTestSink()
+	res, err := Import(bytes.NewReader(file), sink.apply)
+	if err != nil {
+		t.Fatalf("Import: %v", err)
+	}
+	if res.AppliedThrough < sum.Last {
+		t.Fatalf("applied through %d, below the last record exported %d", res.AppliedThrough, sum.Last)
+	}
+	if got := uint64(len(sink.applied)) + sink.lost; got != uint64(res.AppliedThrough) {
+		t.Fatalf("%d applied + %d lost = %d, want every seq through %d once", len(sink.applied), sink.lost, got, res.AppliedThrough)
+	}
+	for seq, n := range sink.applied {
+		if n != 1 {
+			t.Fatalf("seq %d applied %d times", seq, n)
+		}
+		if want := string(testRecord(int(seq)-1, 300).Data); sink.data[seq] != want {
+			t.Fatalf("seq %d applied with the data of another record", seq)
+		}
+	}
+	if sum.Records != uint64(len(sink.applied)) {
+		t.Fatalf("bundle holds %d records, the sink applied %d", sum.Records, len(sink.applied))
+	}
+}
+
+
+// churningSource reports a different (wrong) dropped range on each Position
+// call for the first n calls, then the true one: 1..60 (Low is 61).
+type churningSource struct {
+	fakeSource
+	calls, n int
+}
+
+func (c *churningSource) Position() outbox.Position {
+	pos := c.pos
+	c.calls++
+	pos.Drops = []outbox.Range{{First: 1, Last: 60}}
+	if c.calls <= c.n {
+		pos.Drops = []outbox.Range{{First: 1, Last: outbox.Seq(c.calls)}}
+	}
+	return pos
+}
+
+func TestExportDropsChanging(t *testing.T) {
+	pos := outbox.Position{Epoch: 7, Head: 100, Watermark: 0, Low: 61}
+	// Drops that settle after a few reads: the export rereads and succeeds.
+	var buf bytes.Buffer
+	sum, err := Export(&buf, &churningSource{fakeSource: fakeSource{pos: pos}, n: 5}, testDevice, 0, ExportOptions{Now: fixedNow})
+	if err != nil || sum.Records != 40 || sum.Dropped != 60 {
+		t.Fatalf("Export = %+v, %v; want 40 records and 60 dropped", sum, err)
+	}
+	// Drops that never settle: ErrDropping.
+	buf.Reset()
+	_, err = Export(&buf, &churningSource{fakeSource: fakeSource{pos: pos}, n: 1 << 30}, testDevice, 0, ExportOptions{Now: fixedNow})
+	if !errors.Is(err, ErrDropping) {
+		t.Fatalf("Export with drops that never settle: %v, want ErrDropping", err)
+	}
+}

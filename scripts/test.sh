@@ -9,7 +9,9 @@
 # a cache dir); go test -race of every package; a static cross-build of
 # ./cmd/edgesync for linux/arm (GOARM=6 and 7) and linux/arm64; and go test of
 # the packages in QEMU_PACKAGES for arm (GOARM=6, on an emulated ARM1176, the
-# Pi Zero/1 CPU) and arm64 under qemu-user-static. A timing summary ends the run.
+# Pi Zero/1 CPU) and arm64 under qemu-user-static. Every check runs even when
+# an earlier one failed; a timing summary ends the run, and the exit status is
+# 1 when any check failed.
 #
 # Long tests: soak and stress tests start with testenv.RequireLong(t), which
 # skips them unless EDGESYNC_LONG=1. --long sets it (for the -race run only;
@@ -121,64 +123,83 @@ else
 	end "ok (present)"
 fi
 
+# Every check below runs even when an earlier one failed, so that one run
+# reports all problems; the script exits 1 at the end if any failed.
+failed=()
+
+# check NAME FUNCTION [ARGS...] runs one timed step. errexit does not apply
+# inside FUNCTION (it runs as an if condition): it must return non-zero itself.
+check() {
+	local name=$1
+	shift
+	begin "$name"
+	if "$@"; then
+		end
+	else
+		end FAILED
+		failed+=("$name")
+	fi
+}
+
 # ---- gofmt ---------------------------------------------------------------
-begin gofmt
-unformatted=$(find . -name '*.go' -not -path './.git/*' -not -path './.cache/*' \
-	-not -path '*/testdata/*' -not -path './dist/*' -print0 | xargs -0 -r "$(go env GOROOT)/bin/gofmt" -l)
-if [ -n "$unformatted" ]; then
-	echo "gofmt: these files need formatting (run gofmt -w):" >&2
-	echo "$unformatted" >&2
-	exit 1
-fi
-end
+gofmt_check() {
+	local unformatted
+	unformatted=$(find . -name '*.go' -not -path './.git/*' -not -path './.cache/*' \
+		-not -path '*/testdata/*' -not -path './dist/*' -print0 |
+		xargs -0 -r "$(go env GOROOT)/bin/gofmt" -l) || return 1
+	if [ -n "$unformatted" ]; then
+		echo "gofmt: these files need formatting (run gofmt -w):" >&2
+		echo "$unformatted" >&2
+		return 1
+	fi
+}
+check gofmt gofmt_check
 
 # ---- go vet --------------------------------------------------------------
-begin "go vet"
-go vet ./...
-end
+check "go vet" go vet ./...
 
 # ---- staticcheck ---------------------------------------------------------
-begin "staticcheck $STATICCHECK_VERSION"
-sc_dir=${STATICCHECK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgesync/tools}/staticcheck-$STATICCHECK_VERSION
-staticcheck=$sc_dir/staticcheck
-if ! "$staticcheck" -version 2>/dev/null | grep -q "(v\{0,1\}${STATICCHECK_VERSION#v})"; then
-	echo "installing staticcheck $STATICCHECK_VERSION into $sc_dir"
-	mkdir -p "$sc_dir"
-	GOBIN=$sc_dir GOFLAGS= go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
-fi
-"$staticcheck" ./...
-end
+staticcheck_check() {
+	local dir=${STATICCHECK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgesync/tools}/staticcheck-$STATICCHECK_VERSION
+	if ! "$dir/staticcheck" -version 2>/dev/null | grep -q "(v\{0,1\}${STATICCHECK_VERSION#v})"; then
+		echo "installing staticcheck $STATICCHECK_VERSION into $dir"
+		mkdir -p "$dir" || return 1
+		GOBIN=$dir GOFLAGS= go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" || return 1
+	fi
+	"$dir/staticcheck" ./...
+}
+check "staticcheck $STATICCHECK_VERSION" staticcheck_check
 
 # ---- go test -race -------------------------------------------------------
-timeout=$TEST_TIMEOUT
-race_name="go test -race"
+race_test() {
+	local timeout=$TEST_TIMEOUT
+	if [ "$long" = 1 ]; then timeout=$LONG_TEST_TIMEOUT; fi
+	EDGESYNC_LONG=$long CGO_ENABLED=1 go test -race -count=1 -timeout "$timeout" ./...
+}
 if [ "$long" = 1 ]; then
-	timeout=$LONG_TEST_TIMEOUT
-	race_name="go test -race (EDGESYNC_LONG=1)"
+	check "go test -race (EDGESYNC_LONG=1)" race_test
+else
+	check "go test -race" race_test
 fi
-begin "$race_name"
-EDGESYNC_LONG=$long CGO_ENABLED=1 go test -race -count=1 -timeout "$timeout" ./...
-end
 
 # ---- cross-build ---------------------------------------------------------
-cross=("arm 6 armv6" "arm 7 armv7" "arm64 - arm64")
+# cross_build GOARCH GOARM NAME
+cross_build() {
+	local out=$xdir/edgesync-$3
+	GOOS=linux GOARCH=$1 GOARM=$2 go build -trimpath -o "$out" ./cmd/edgesync || return 1
+	# A static binary has no program interpreter (dynamic loader).
+	if command -v readelf >/dev/null && readelf -lW "$out" | grep -q 'Requesting program interpreter'; then
+		echo "$out is dynamically linked" >&2
+		return 1
+	fi
+	ls -l "$out"
+}
 if compgen -G 'cmd/edgesync/*.go' >/dev/null; then
 	xdir=$(mktemp -d)
 	cleanup_dirs+=("$xdir")
-	for target in "${cross[@]}"; do
-		read -r arch arm name <<<"$target"
-		begin "cross-build linux/$name"
-		goarm=
-		if [ "$arm" != - ]; then goarm=$arm; fi
-		GOOS=linux GOARCH=$arch GOARM=$goarm go build -trimpath -o "$xdir/edgesync-$name" ./cmd/edgesync
-		# A static binary has no program interpreter (dynamic loader).
-		if command -v readelf >/dev/null && readelf -lW "$xdir/edgesync-$name" | grep -q 'Requesting program interpreter'; then
-			echo "edgesync-$name is dynamically linked" >&2
-			exit 1
-		fi
-		ls -l "$xdir/edgesync-$name"
-		end
-	done
+	check "cross-build linux/armv6" cross_build arm 6 armv6
+	check "cross-build linux/armv7" cross_build arm 7 armv7
+	check "cross-build linux/arm64" cross_build arm64 "" arm64
 else
 	begin "cross-build"
 	echo "NOTICE: ./cmd/edgesync has no Go files yet: skipping the cross-build"
@@ -197,17 +218,22 @@ done
 qemu_args=(-count=1 -timeout "$TEST_TIMEOUT")
 if [ -n "$QEMU_SKIP" ]; then qemu_args+=(-skip "$QEMU_SKIP"); fi
 if [ ${#qpkgs[@]} -gt 0 ]; then
-	# ARMv6 as on a Pi Zero/1: catches ARMv7-only instructions (PITFALLS 22)
-	# and misaligned 64-bit atomics.
-	begin "go test linux/arm GOARM=6 (qemu)"
-	EDGESYNC_LONG=0 EDGESYNC_QEMU=1 QEMU_CPU=arm1176 GOOS=linux GOARCH=arm GOARM=6 \
+	# ARMv6 as on a Pi Zero/1 (QEMU_CPU=arm1176): catches ARMv7-only
+	# instructions (PITFALLS 22), 32-bit int overflows and misaligned 64-bit
+	# atomics.
+	check "go test linux/arm GOARM=6 (qemu)" env EDGESYNC_LONG=0 EDGESYNC_QEMU=1 \
+		QEMU_CPU=arm1176 GOOS=linux GOARCH=arm GOARM=6 \
 		go test -exec qemu-arm-static "${qemu_args[@]}" "${qpkgs[@]}"
-	end
-	begin "go test linux/arm64 (qemu)"
-	EDGESYNC_LONG=0 EDGESYNC_QEMU=1 GOOS=linux GOARCH=arm64 \
+	check "go test linux/arm64 (qemu)" env EDGESYNC_LONG=0 EDGESYNC_QEMU=1 \
+		GOOS=linux GOARCH=arm64 \
 		go test -exec qemu-aarch64-static "${qemu_args[@]}" "${qpkgs[@]}"
-	end
 fi
 
 echo
+if [ ${#failed[@]} -gt 0 ]; then
+	printf 'FAILED:'
+	printf ' [%s]' "${failed[@]}"
+	echo
+	exit 1
+fi
 echo "all checks passed"

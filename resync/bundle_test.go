@@ -203,8 +203,8 @@ func TestReaderFlippedByte(t *testing.T) {
 			}
 			switch {
 			case i < len(Magic):
-				if !errors.Is(err, ErrNotBundle) && !errors.Is(err, ErrVersion) {
-					t.Fatalf("byte %d (magic) ^ %#x: err = %v, want ErrNotBundle or ErrVersion", i, bit, err)
+				if !errors.Is(err, ErrNotBundle) && !errors.Is(err, ErrVersion) && !errors.Is(err, ErrDamaged) {
+					t.Fatalf("byte %d (magic) ^ %#x: err = %v, want ErrNotBundle, ErrVersion or ErrDamaged", i, bit, err)
 				}
 			case !errors.Is(err, ErrDamaged) && !errors.Is(err, ErrTruncated):
 				// A flipped length can make a frame reach past the end.
@@ -240,7 +240,8 @@ func TestReaderMagic(t *testing.T) {
 		{"part of the magic", "EDGESYNC-BUN", ErrTruncated, "inside the magic line"},
 		{"zip", "PK\x03\x04\x14\x00\x00\x00\x08\x00 more bytes here", ErrNotBundle, "not an edgesync bundle"},
 		{"json", `{"device": "gw-0001"}` + "\n", ErrNotBundle, "not an edgesync bundle"},
-		{"newer format", "EDGESYNC-BUNDLE/2\nwhatever follows", ErrVersion, `format version "2"; this edgesync reads version 1: upgrade`},
+		{"newer format", "EDGESYNC-BUNDLE/2\nwhatever follows", ErrVersion, "format version 2; this edgesync reads version 1: upgrade"},
+		{"damaged magic", "EDGESYNC-BUNDLE/\x01\n and more", ErrDamaged, "magic at byte 0: the magic line is damaged"},
 		{"magic only", Magic, ErrTruncated, "ends after the magic line"},
 	}
 	for _, tc := range tests {

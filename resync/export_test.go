@@ -436,7 +436,6 @@ func TestExportWhileDropping(t *testing.T) {
 	}
 }
 
-
 // churningSource reports a different (wrong) dropped range on each Position
 // call for the first n calls, then the true one: 1..60 (Low is 61).
 type churningSource struct {

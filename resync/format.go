@@ -113,6 +113,8 @@ func (h *Header) Validate() error {
 		return &BundleError{Where: "header", Offset: int64(len(Magic)), Reason: fmt.Sprintf(format, args...), Err: ErrInvalid}
 	}
 	switch {
+	case h.V == 0:
+		return bad("v is missing, want %d", FormatVersion)
 	case h.V != FormatVersion:
 		return &BundleError{Where: "header", Offset: int64(len(Magic)),
 			Reason: fmt.Sprintf("format version %d; this edgesync reads version %d: upgrade edgesync", h.V, FormatVersion), Err: ErrVersion}

@@ -81,12 +81,21 @@ func (r *Reader) readMagic() error {
 		return &BundleError{Reason: fmt.Sprintf("file of %d bytes ends inside the magic line: the copy is incomplete", k), Err: ErrTruncated}
 	case bytes.HasPrefix(got, []byte(magicPrefix)):
 		v := got[len(magicPrefix):]
-		if i := bytes.IndexByte(v, '\n'); i >= 0 {
-			v = v[:i]
+		if i := bytes.IndexByte(v, '\n'); i >= 0 && i > 0 && isDigits(v[:i]) {
+			return &BundleError{Reason: fmt.Sprintf("format version %s; this edgesync reads version %d: upgrade edgesync", v[:i], FormatVersion), Err: ErrVersion}
 		}
-		return &BundleError{Reason: fmt.Sprintf("format version %q; this edgesync reads version %d: upgrade edgesync", v, FormatVersion), Err: ErrVersion}
+		return &BundleError{Where: "magic", Offset: 0, Reason: "the magic line is damaged", Err: ErrDamaged}
 	}
 	return &BundleError{Reason: fmt.Sprintf("not an edgesync bundle: the file does not start with %q", strings.TrimSuffix(Magic, "\n")), Err: ErrNotBundle}
+}
+
+func isDigits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // errNoFrame: the stream ended exactly where a frame would start.
@@ -175,7 +184,7 @@ func (r *Reader) readHeader() error {
 		return &BundleError{Where: "header", Offset: off, Reason: fmt.Sprintf("the first frame is a %s, not the header: the file is damaged", frameName(typ, 1)), Err: ErrDamaged}
 	}
 	if err := decMode.Unmarshal(payload, &r.hdr); err != nil {
-		if v, ok := version(payload); ok && v != FormatVersion {
+		if v, ok := version(payload); ok && v > FormatVersion {
 			return &BundleError{Where: "header", Offset: off,
 				Reason: fmt.Sprintf("format version %d; this edgesync reads version %d: upgrade edgesync", v, FormatVersion), Err: ErrVersion}
 		}

@@ -96,6 +96,8 @@ func (r *Receipt) validateFields() error {
 		return &ReceiptError{Field: field, Reason: fmt.Sprintf(format, args...), Err: ErrReceiptInvalid}
 	}
 	switch {
+	case r.V == 0:
+		return bad("v", "missing, want %d", ReceiptVersion)
 	case r.V != ReceiptVersion:
 		return &ReceiptError{Field: "v", Reason: fmt.Sprintf("version %d; this edgesync reads version %d: upgrade edgesync", r.V, ReceiptVersion), Err: ErrReceiptVersion}
 	case !wire.ValidDeviceID(r.Device):
@@ -209,7 +211,7 @@ func DecodeReceipt(b []byte) (*Receipt, error) {
 	}
 	r := new(Receipt)
 	if err := decMode.Unmarshal(b, r); err != nil {
-		if v, ok := version(b); ok && v != ReceiptVersion {
+		if v, ok := version(b); ok && v > ReceiptVersion {
 			return nil, &ReceiptError{Field: "v", Reason: fmt.Sprintf("version %d; this edgesync reads version %d: upgrade edgesync", v, ReceiptVersion), Err: ErrReceiptVersion}
 		}
 		return nil, fmt.Errorf("%w: %v", ErrReceiptMalformed, err)

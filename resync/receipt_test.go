@@ -199,6 +199,7 @@ func TestDecodeReceiptStrict(t *testing.T) {
 		{"duplicate key", dupKey, ErrReceiptMalformed, "duplicate map key"},
 		{"version 2", v2, ErrReceiptVersion, "version 2; this edgesync reads version 1"},
 		{"json", []byte(`{"v": 1}`), ErrReceiptMalformed, "JSON rendering"},
+		{"empty map", []byte{0xa0}, ErrReceiptInvalid, "receipt: v: missing, want 1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,6 +20,11 @@
 //     broker applies every record at most once. Export of the records kept
 //     by retain_acked (from below the watermark) carries from-1 as the acked
 //     watermark, so the sink does not count them as lost.
+//   - Export is consistent while the agent runs: it covers the records from
+//     its start through the head as of its start; records the outbox drops
+//     meanwhile (drop_oldest) are reported as dropped ranges, never as a
+//     hole the sink would stop at, and never alongside the same seq as a
+//     record.
 //   - Nothing damaged is applied: a batch reaches the apply function only
 //     after its frame's CRC-32C matched, it decoded and validated like a
 //     batch from MQTT, and it was found to be of the header's device and

@@ -254,6 +254,11 @@ func (e *exporter) read(next outbox.Seq, want int) ([]outbox.Record, []wire.Rang
 		if len(recs) > 0 {
 			skipTo = recs[0].Seq - 1
 		}
+		if e.hdr.Acked < e.hdr.Watermark && next <= e.hdr.Watermark && next <= skipTo {
+			// Exporting acknowledged records kept by retain_acked, and they
+			// went meanwhile: the sink would stop at the hole.
+			return nil, nil, fmt.Errorf("resync: export: acknowledged records from %d were deleted while being exported (outbox.retain_acked expired); export again from a higher seq", next)
+		}
 		if !covered(next, skipTo, drops, pos.Watermark) || !disjoint(recs, drops) {
 			continue
 		}

@@ -468,3 +468,27 @@ func TestExportDropsChanging(t *testing.T) {
 		t.Fatalf("Export with drops that never settle: %v, want ErrDropping", err)
 	}
 }
+
+// purgingSource deletes the acknowledged records below 61 after the first
+// read, as retain_acked expiring during an export.
+type purgingSource struct {
+	fakeSource
+	reads int
+}
+
+func (p *purgingSource) Read(from outbox.Seq, maxRecords, maxBytes int, dst []outbox.Record) (outbox.Epoch, []outbox.Record, error) {
+	p.reads++
+	if p.reads == 2 {
+		p.pos.Low = 61
+	}
+	return p.fakeSource.Read(from, maxRecords, maxBytes, dst)
+}
+
+func TestExportRetainedPurged(t *testing.T) {
+	src := &purgingSource{fakeSource: fakeSource{pos: outbox.Position{Epoch: 7, Head: 100, Watermark: 60, Low: 1}}}
+	var buf bytes.Buffer
+	_, err := Export(&buf, src, testDevice, 41, ExportOptions{MaxRecords: 5, Now: fixedNow})
+	if err == nil || !strings.Contains(err.Error(), "acknowledged records from 46 were deleted while being exported") {
+		t.Fatalf("err = %v, want one saying the retained records went", err)
+	}
+}

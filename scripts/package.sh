@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/package.sh: Debian packages of edgesync, made with nfpm.
 #
-#   scripts/package.sh [--version V] [--arch A]... [--bin-dir DIR] [--out DIR]
+#   scripts/package.sh [--version V] [--arch A]... [--bin-dir DIR] [--out DIR] [--no-tarball]
 #
 # Builds the binaries with scripts/build.sh (into dist/, which it empties
 # first), then one .deb per architecture:
@@ -9,10 +9,13 @@
 #   arm64   from dist/edgesync-linux-arm64
 #   armhf   from dist/edgesync-linux-armv6: GOARM=6, so the package runs on
 #           every Raspberry Pi (Zero/1 included) and on ARMv7 Debian armhf
-# named dist/edgesync_<debversion>_<arch>.deb. Each holds /usr/bin/edgesync,
+# named dist/edgesync_<debversion>-1_<arch>.deb. Each holds /usr/bin/edgesync,
 # /lib/systemd/system/edgesync.service and edgesync-sink.service, the
 # conffile /etc/edgesync/agent.yaml (deploy/agent.yaml), examples and docs
 # under /usr/share/doc/edgesync, and the maintainer scripts in deploy/nfpm/.
+# Beside each .deb, a tarball for machines without dpkg,
+# dist/edgesync_<version>_linux_<amd64|arm64|armv6>.tar.gz: the binary,
+# install.sh (scripts/install.sh), deploy/ and docs/, in one top directory.
 #
 # Options:
 #   --version V    the version [git describe --tags --always --dirty, as
@@ -23,6 +26,7 @@
 #   --bin-dir DIR  take the binaries (edgesync-linux-amd64, -arm64, -armv6)
 #                  from DIR instead of running build.sh
 #   --out DIR      where the packages go [dist]
+#   --no-tarball   make only the .deb packages
 #
 # nfpm runs as a Go tool (go run github.com/goreleaser/nfpm/v2/cmd/nfpm@...),
 # downloaded through the Go module proxy into the module cache; it is not a
@@ -42,12 +46,14 @@ version=
 archs=()
 bin_dir=
 out=dist
+tarball=1
 while [ $# -gt 0 ]; do
 	case $1 in
 	--version) version=${2:?--version needs a value}; shift 2 ;;
 	--arch) archs+=("${2:?--arch needs a value}"); shift 2 ;;
 	--bin-dir) bin_dir=${2:?--bin-dir needs a value}; shift 2 ;;
 	--out) out=${2:?--out needs a value}; shift 2 ;;
+	--no-tarball) tarball=0; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "package.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -109,7 +115,24 @@ for arch in "${archs[@]}"; do
 	fi
 	target=$out/edgesync_${deb_version}-1_${arch}.deb
 	rm -f "$target"
-	EDGESYNC_DEB_ARCH=$arch EDGESYNC_DEB_VERSION=$deb_version EDGESYNC_BINARY=$bin \
-		"$nfpm_bin/nfpm" package --config deploy/nfpm/nfpm.yaml --packager deb --target "$target"
+	# nfpm does not expand variables everywhere (contents src): substitute here.
+	sed -e "s#\${EDGESYNC_DEB_ARCH}#$arch#g" -e "s#\${EDGESYNC_DEB_VERSION}#$deb_version#g" \
+		-e "s#\${EDGESYNC_BINARY}#$bin#g" deploy/nfpm/nfpm.yaml >"$nfpm_bin/nfpm.yaml"
+	"$nfpm_bin/nfpm" package --config "$nfpm_bin/nfpm.yaml" --packager deb --target "$target"
+
+	# The tarball for scripts/install.sh.
+	if [ $tarball = 0 ]; then continue; fi
+	tarch=$arch
+	if [ "$arch" = armhf ]; then tarch=armv6; fi
+	top=edgesync-${version}-linux-${tarch}
+	stage=$nfpm_bin/stage/$top
+	rm -rf "$nfpm_bin/stage"
+	mkdir -p "$stage/deploy" "$stage/docs"
+	install -m 0755 "$bin" "$stage/edgesync"
+	install -m 0755 scripts/install.sh "$stage/install.sh"
+	cp -R deploy/systemd deploy/mosquitto deploy/emqx deploy/agent.yaml deploy/sink.yaml "$stage/deploy/"
+	cp docs/OPERATIONS.md docs/SECURITY.md docs/RUNBOOK.md "$stage/docs/"
+	tar -C "$nfpm_bin/stage" --owner=0 --group=0 --numeric-owner -czf "$out/edgesync_${version}_linux_${tarch}.tar.gz" "$top"
 done
 ls -l "$out"/edgesync_"${deb_version}"-1_*.deb
+if [ $tarball = 1 ]; then ls -l "$out"/edgesync_"${version}"_linux_*.tar.gz; fi

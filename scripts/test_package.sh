@@ -17,8 +17,10 @@
 #    their own topics, only the sink publishes acks, only operators publish
 #    config. Skipped with a notice when mosquitto, mosquitto_pub/_sub or
 #    openssl is missing.
-# 4. deb (not with --no-deb; needs root or sudo): build the amd64 .deb with
-#    scripts/package.sh, install it with dpkg, check files, owners, modes, the
+# 4. deb (not with --no-deb; needs root or sudo): build the amd64 .deb and
+#    tarball with scripts/package.sh; install the tarball with its install.sh
+#    (twice: a changed config is kept), check and remove it (only where no
+#    edgesync is installed); install the .deb with dpkg, check files, owners, modes, the
 #    conffile, the user, the enabled unit and `edgesync version`; upgrade to a
 #    second version and check that a changed conffile and a disabled unit stay
 #    as they were; verify the installed units; remove, purge, and check that
@@ -57,7 +59,7 @@ work=$(mktemp -d)
 broker_pid=
 cleanup() {
 	if [ -n "$broker_pid" ]; then kill "$broker_pid" 2>/dev/null || true; fi
-	rm -rf "$work"
+	if [ -n "${KEEP_WORK:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -218,7 +220,7 @@ acl_test() {
 	# Wait until the broker logged all 14 subscriptions.
 	local _
 	for _ in $(seq 100); do
-		[ "$(grep -c ' sub-' "$d/mosquitto.log" || true)" -ge 14 ] && break
+		[ "$(grep -cE '^[0-9]+: sub-[^ ]+ [0-2] ' "$d/mosquitto.log" || true)" -ge 14 ] && break
 		sleep 0.1
 	done
 
@@ -322,9 +324,47 @@ debs=$work/debs
 scripts/package.sh --version "$version" --arch amd64 --bin-dir "$bindir" --out "$debs" >"$work/package.log" 2>&1 ||
 	{ cat "$work/package.log" >&2; fail "scripts/package.sh"; }
 deb1=$(ls "$debs"/edgesync_*_amd64.deb)
+tarball=$(ls "$debs"/edgesync_*_linux_amd64.tar.gz)
+
+# ---- 4a. the tarball and install.sh ----------------------------------------
+# Only where no edgesync is installed (what an earlier interrupted run left,
+# marked by /etc/edgesync/.pkgtest, is removed first).
+tar_files=(/usr/bin/edgesync /etc/systemd/system/edgesync.service /etc/systemd/system/edgesync-sink.service
+	/etc/systemd/system/multi-user.target.wants/edgesync.service /etc/edgesync /usr/share/doc/edgesync)
+remove_tarball_install() {
+	$SUDO rm -rf "${tar_files[@]}"
+	$SUDO rmdir /var/lib/edgesync 2>/dev/null || true
+}
+if [ -e /etc/edgesync/.pkgtest ]; then remove_tarball_install; fi
+present=()
+for f in "${tar_files[@]}"; do
+	if [ -e "$f" ] || [ -L "$f" ]; then present+=("$f"); fi
+done
+if [ ${#present[@]} -gt 0 ]; then
+	echo "NOTICE: ${present[*]} exist on this machine: install.sh test skipped"
+else
+	mkdir -p "$work/tar"
+	tar -C "$work/tar" -xzf "$tarball"
+	top=$(ls "$work/tar")
+	$SUDO "$work/tar/$top/install.sh" >"$work/install.log" 2>&1 || { cat "$work/install.log" >&2; fail "install.sh"; }
+	$SUDO touch /etc/edgesync/.pkgtest
+	/usr/bin/edgesync version | grep -qF "$bin_version" || fail "install.sh: edgesync version: $(/usr/bin/edgesync version)"
+	[ "$(stat -c '%U:%G %a' /etc/edgesync/agent.yaml)" = "root:edgesync 640" ] || fail "install.sh: agent.yaml owner/mode"
+	[ "$(stat -c '%U:%G %a' /var/lib/edgesync)" = "edgesync:edgesync 750" ] || fail "install.sh: /var/lib/edgesync owner/mode"
+	[ -L /etc/systemd/system/multi-user.target.wants/edgesync.service ] || fail "install.sh: edgesync.service not enabled"
+	verify_units /etc/systemd/system/edgesync.service /etc/systemd/system/edgesync-sink.service
+	# Again, with a changed configuration: kept, the new default beside it.
+	echo "# changed by test_package.sh" | $SUDO tee -a /etc/edgesync/agent.yaml >/dev/null
+	$SUDO "$work/tar/$top/install.sh" >"$work/install.log" 2>&1 || { cat "$work/install.log" >&2; fail "install.sh (again)"; }
+	tail -n 1 /etc/edgesync/agent.yaml | grep -q 'changed by test_package.sh' || fail "install.sh overwrote agent.yaml"
+	cmp -s /etc/edgesync/agent.yaml.dist deploy/agent.yaml || fail "install.sh: no agent.yaml.dist"
+	# It refuses where the .deb is installed; checked below.
+	remove_tarball_install
+	pass "tarball: install.sh installs binary, units, config, user; run again it keeps a changed config"
+fi
 # A second version for the upgrade.
 version2=0.0.0~pkgtest2
-scripts/package.sh --version "$version2" --arch amd64 --bin-dir "$bindir" --out "$debs" >>"$work/package.log" 2>&1 ||
+scripts/package.sh --version "$version2" --arch amd64 --bin-dir "$bindir" --out "$debs" --no-tarball >>"$work/package.log" 2>&1 ||
 	{ cat "$work/package.log" >&2; fail "scripts/package.sh (second version)"; }
 deb2=$(ls "$debs"/edgesync_*pkgtest2*_amd64.deb)
 pass "built $(basename "$deb1") and $(basename "$deb2")"
@@ -367,6 +407,16 @@ if [ $rc -ne 2 ] || ! grep -q device_id <<<"$out"; then
 fi
 verify_units /lib/systemd/system/edgesync.service /lib/systemd/system/edgesync-sink.service
 pass "installed: user, owners, modes, conffile, edgesync version, enabled agent unit, installed units verify"
+
+if [ -n "${top:-}" ]; then
+	rc=0
+	$SUDO "$work/tar/$top/install.sh" >"$work/install.log" 2>&1 || rc=$?
+	if [ $rc -eq 0 ] || ! grep -q 'package is installed' "$work/install.log"; then
+		cat "$work/install.log" >&2
+		fail "install.sh ran over the installed .deb"
+	fi
+	pass "install.sh refuses to run over the .deb"
+fi
 
 # Reinstalling the same version changes nothing.
 $SUDO dpkg -i "$deb1" >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg -i $deb1 (again)"; }

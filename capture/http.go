@@ -286,7 +286,7 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) (*[]byte, err
 	rd := http.MaxBytesReader(w, r.Body, h.cfg.MaxRequestBytes)
 	bp := h.bufs.Get().(*[]byte)
 	buf := (*bp)[:0]
-	if r.ContentLength >= 0 {
+	if r.ContentLength >= 0 && r.ContentLength < 1<<30 {
 		// Room for the body and the read that reports EOF.
 		if need := int(r.ContentLength) + 512; cap(buf) < need {
 			buf = make([]byte, 0, need)

@@ -29,7 +29,7 @@ func Listen(addr string) (net.Listener, error) {
 		return ln, nil
 	}
 	if path == "" {
-		return nil, fmt.Errorf("ingest: listen %s: no socket path after unix:", addr)
+		return nil, fmt.Errorf("ingest: listen %q: want unix:/path/to.sock", addr)
 	}
 	if err := removeStaleSocket(path); err != nil {
 		return nil, fmt.Errorf("ingest: listen %s: %w", addr, err)

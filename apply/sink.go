@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"log/slog"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +22,9 @@ import (
 // Sink subscribes to the devices' batches, applies each in one transaction
 // with its watermark, and publishes the cumulative acknowledgement only after
 // the commit. A crash between commit and ack only causes a resend, which
-// applies nothing twice.
+// applies nothing twice. A batch that arrives before the one in front of it
+// is held for up to store.gap_wait rather than answered gap at once (see
+// worker).
 type Sink struct {
 	cfg    *SinkConfig
 	store  *Store
@@ -30,6 +33,7 @@ type Sink struct {
 	conn   *mqttx.Conn
 
 	queues  []chan message
+	wakes   []chan wake   // per worker: acks of other sinks, which may let held batches through
 	dropped atomic.Uint64 // messages dropped because a worker queue was full
 
 	mu      sync.Mutex
@@ -84,6 +88,7 @@ func NewSink(cfg *SinkConfig, store *Store, log *slog.Logger) *Sink {
 	s.policy.Store(&p)
 	for i := 0; i < cfg.Workers; i++ {
 		s.queues = append(s.queues, make(chan message, 256))
+		s.wakes = append(s.wakes, make(chan wake, 256))
 	}
 	return s
 }
@@ -116,9 +121,21 @@ func (s *Sink) Run(ctx context.Context) error {
 	filter := s.cfg.Filter()
 	conn, err := mqttx.New(s.cfg.Broker, mqttx.Options{
 		ClientID: s.cfg.Broker.ClientID,
-		Logger:   s.log,
+		// In a shared group a persistent session outlives a dead sink, and
+		// the broker goes on handing it its share of every device's batches
+		// (mosquitto, EMQX), to be resent after gap_wait or ack_timeout,
+		// until the sink returns, which it may never do. A clean session
+		// leaves the group when the sink goes.
+		CleanSession: s.cfg.SharedGroup != "",
+		Logger:       s.log,
 		OnConnect: func(c mqtt.Client) {
 			c.Subscribe(filter, 1, s.handle)
+			if s.cfg.SharedGroup != "" {
+				// Every sink's acks, to learn at once that another sink
+				// applied the batch in front of a held one. QoS 0: a lost
+				// ack only means the held batch waits for its next poll.
+				c.Subscribe(wire.TopicFilter(s.cfg.TopicPrefix, wire.SuffixAck), 0, s.handleAck)
+			}
 		},
 	})
 	if err != nil {
@@ -128,8 +145,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return conn.Run(gctx, nil) })
 	for i := range s.queues {
-		q := s.queues[i]
-		g.Go(func() error { s.worker(gctx, q); return nil })
+		g.Go(func() error { s.worker(gctx, s.queues[i], s.wakes[i]); return nil })
 	}
 	s.log.Info("sink: running", "sink_id", s.cfg.SinkID, "subscription", filter, "store", redactURL(s.cfg.Store.URL),
 		"workers", len(s.queues))
@@ -148,9 +164,7 @@ func (s *Sink) handle(_ mqtt.Client, m mqtt.Message) {
 		s.Refused.Add(1)
 		return
 	}
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(device))
-	q := s.queues[int(h.Sum32())%len(s.queues)]
+	q := s.queues[s.queueOf(device)]
 	select {
 	case q <- message{device: device, payload: m.Payload(), at: time.Now()}:
 	default:
@@ -158,16 +172,349 @@ func (s *Sink) handle(_ mqtt.Client, m mqtt.Message) {
 	}
 }
 
-func (s *Sink) worker(ctx context.Context, q chan message) {
-	var b wire.Batch
+// queueOf is the worker of device: always the same, so that a device's
+// batches are applied in the order they arrive.
+func (s *Sink) queueOf(device string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(device))
+	return int(h.Sum32() % uint32(len(s.queues)))
+}
+
+// wake is an ack published by a sink (with shared_group).
+type wake struct {
+	device  string
+	payload []byte
+}
+
+// handleAck runs on paho's goroutine: it hands an ack of any sink to the
+// worker of its device, or drops it when that worker is busy (it is a hint).
+func (s *Sink) handleAck(_ mqtt.Client, m mqtt.Message) {
+	device, err := wire.DeviceFromTopic(s.cfg.TopicPrefix, m.Topic(), wire.SuffixAck)
+	if err != nil {
+		return
+	}
+	select {
+	case s.wakes[s.queueOf(device)] <- wake{device: device, payload: m.Payload()}:
+	default:
+	}
+}
+
+func (s *Sink) worker(ctx context.Context, q chan message, wakes chan wake) {
+	w := &worker{s: s, b: new(wire.Batch)}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
+		var wake <-chan time.Time
+		if next, ok := w.nextTry(); ok {
+			timer.Reset(time.Until(next))
+			wake = timer.C
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case m := <-q:
-			s.process(ctx, m, &b)
+			w.receive(ctx, m)
+		case k := <-wakes:
+			w.woken(ctx, k)
+		case <-wake:
+			w.retryDue(ctx)
 		}
 	}
+}
+
+// The reorder buffer of a worker. A batch that starts past its device's
+// watermark is usually not lost but a moment early: the batch in front of it
+// is behind it in this worker's queue (paho hands each message over on a
+// goroutine of its own, so even a single sink sees a device's batches out of
+// order), or it is being applied by another sink of the shared group, often
+// behind more batches of the same device. So the worker does not answer gap
+// at once, nor does it wait and block the batches behind it: it holds the
+// batch and goes on. It tries a device's held batches again, lowest seq
+// first, as soon as a batch of the device was applied here, and otherwise
+// polls the lowest one every few milliseconds (each try locks the device's
+// watermark row, so it also waits for a commit in progress at another sink).
+// Only when the device's watermark has not moved for store.gap_wait is the
+// batch answered gap (and then the device's other held batches at once),
+// and the agent resends from its watermark.
+const maxHeld = 64 // batches held per worker; past it the one held longest is answered at once
+
+// heldBatch is a decoded batch waiting for the batch in front of it.
+type heldBatch struct {
+	device   string
+	b        *wire.Batch
+	pb       *preparedBatch
+	p        *Policy
+	first    uint64    // the lowest seq it covers (records or drops)
+	seen     uint64    // the watermark of its (device, epoch) at the last try
+	deadline time.Time // when it is answered gap, unless the watermark moves
+	next     time.Time // its next try
+	delay    time.Duration
+}
+
+// worker applies the batches of the devices hashed to one queue in the order
+// they arrive, except for held batches. It is owned by one goroutine.
+type worker struct {
+	s    *Sink
+	b    *wire.Batch  // decode buffer; replaced when its batch is held
+	held []*heldBatch // by first seq: a device's batches in the order they apply
+}
+
+// outcome of one try.
+type outcome uint8
+
+const (
+	outcomeHeld   outcome = iota // met a gap, and may still wait for it
+	outcomeDone                  // applied and answered (or refused for good)
+	outcomeGapped                // answered gap: the agent resends from its watermark
+)
+
+// receive decodes and applies one message, holding it when it meets a gap,
+// and then tries the held batches of its device that it may have let
+// through.
+func (w *worker) receive(ctx context.Context, m message) {
+	s := w.s
+	if err := wire.DecodeBatchInto(m.payload, w.b); err != nil {
+		s.Undecodable.Add(1)
+		s.logLimited(m.device, "undecodable", "sink: cannot read a batch; not acknowledged", "err", err)
+		return
+	}
+	if err := checkBatch(m.device, w.b); err != nil {
+		s.Refused.Add(1)
+		s.logLimited(m.device, "refused", "sink: batch refused; not acknowledged", "err", err)
+		return
+	}
+	p := s.policy.Load()
+	h := &heldBatch{device: m.device, b: w.b, pb: s.store.prepare(w.b, p), p: p, first: firstSeq(w.b),
+		deadline: time.Now().Add(s.cfg.Store.GapWait), delay: firstRetryDelay}
+	switch w.try(ctx, h) {
+	case outcomeHeld:
+		w.b = new(wire.Batch) // h keeps the records
+		w.hold(ctx, h)
+	case outcomeDone:
+		w.follow(ctx, m.device)
+	case outcomeGapped:
+		w.expire(ctx, m.device)
+	}
+}
+
+// firstSeq is the lowest seq b covers with a record or a drop (0: none).
+func firstSeq(b *wire.Batch) uint64 {
+	var first uint64
+	for i := range b.Records {
+		if s := b.Records[i].Seq; first == 0 || s < first {
+			first = s
+		}
+	}
+	for _, d := range b.Drops {
+		if first == 0 || d.First < first {
+			first = d.First
+		}
+	}
+	return first
+}
+
+// try applies h; a gap is held for until h.deadline, which moves on while
+// the device's watermark does. Application is retried while the store is
+// down; the batch is not acknowledged meanwhile.
+func (w *worker) try(ctx context.Context, h *heldBatch) outcome {
+	s := w.s
+	bo := backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
+	for {
+		start := time.Now()
+		res, err := s.store.tryApply(ctx, h.device, h.pb, h.p, start.Before(h.deadline))
+		if err == nil {
+			s.ApplyLatency.Observe(time.Since(start))
+			s.applied(h.device, h.b, res)
+			if res.Status == wire.StatusGap {
+				return outcomeGapped
+			}
+			return outcomeDone
+		}
+		if errors.Is(err, errGapRetry) {
+			if res.AppliedThrough > h.seen { // the device moves on: keep waiting
+				h.seen = res.AppliedThrough
+				h.deadline = time.Now().Add(s.cfg.Store.GapWait)
+				h.delay = firstRetryDelay
+			}
+			return outcomeHeld
+		}
+		var be *BatchError
+		if errors.As(err, &be) {
+			s.Refused.Add(1)
+			s.logLimited(h.device, "refused", "sink: batch refused; not acknowledged", "err", err)
+			return outcomeDone
+		}
+		if ctx.Err() != nil {
+			return outcomeDone
+		}
+		s.StoreErrors.Add(1)
+		s.logLimited("", "store", "sink: store error; retrying", "err", err)
+		t := time.NewTimer(bo.Next())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return outcomeDone
+		case <-t.C:
+		}
+	}
+}
+
+// hold keeps h for another try. When the buffer is full, the device of the
+// batch held longest is answered now.
+func (w *worker) hold(ctx context.Context, h *heldBatch) {
+	if len(w.held) >= maxHeld {
+		oldest := w.held[0]
+		for _, o := range w.held {
+			if o.deadline.Before(oldest.deadline) {
+				oldest = o
+			}
+		}
+		w.expire(ctx, oldest.device)
+	}
+	h.schedule(time.Now())
+	i := sort.Search(len(w.held), func(i int) bool { return w.held[i].first > h.first })
+	w.held = append(w.held, nil)
+	copy(w.held[i+1:], w.held[i:])
+	w.held[i] = h
+}
+
+// schedule sets h's next try: after its delay, never past its deadline.
+func (h *heldBatch) schedule(now time.Time) {
+	h.next = now.Add(h.delay)
+	if h.next.After(h.deadline) {
+		h.next = h.deadline
+	}
+	h.delay = min(2*h.delay, maxRetryDelay)
+}
+
+func (w *worker) remove(h *heldBatch) {
+	for i, o := range w.held {
+		if o == h {
+			copy(w.held[i:], w.held[i+1:])
+			w.held[len(w.held)-1] = nil
+			w.held = w.held[:len(w.held)-1]
+			return
+		}
+	}
+}
+
+// follow tries the held batches of device, lowest first, after one of its
+// batches was applied; it stops at the first that still meets a gap, which
+// is polled from now on.
+func (w *worker) follow(ctx context.Context, device string) {
+	for {
+		h := w.head(device)
+		if h == nil {
+			return
+		}
+		// The device has just moved on: its next batch waits afresh.
+		if d := time.Now().Add(w.s.cfg.Store.GapWait); h.deadline.Before(d) {
+			h.deadline = d
+		}
+		switch w.try(ctx, h) {
+		case outcomeHeld:
+			h.schedule(time.Now())
+			return
+		case outcomeDone:
+			w.remove(h)
+		case outcomeGapped:
+			w.remove(h)
+			w.expire(ctx, device)
+			return
+		}
+	}
+}
+
+// expire answers every held batch of device now: after a gap reply the agent
+// sends again from its watermark anyway.
+func (w *worker) expire(ctx context.Context, device string) {
+	for h := w.head(device); h != nil; h = w.head(device) {
+		h.deadline = time.Time{}
+		w.try(ctx, h)
+		w.remove(h)
+	}
+}
+
+// head is device's held batch with the lowest seq (nil: none).
+func (w *worker) head(device string) *heldBatch {
+	for _, h := range w.held {
+		if h.device == device {
+			return h
+		}
+	}
+	return nil
+}
+
+// isHead reports whether w.held[i] is the lowest held batch of its device:
+// only those are polled, the others follow them.
+func (w *worker) isHead(i int) bool {
+	for _, o := range w.held[:i] {
+		if o.device == w.held[i].device {
+			return false
+		}
+	}
+	return true
+}
+
+// retryDue tries the held batches whose next try is due.
+func (w *worker) retryDue(ctx context.Context) {
+	for again := true; again; {
+		again = false
+		for i, h := range w.held {
+			if w.isHead(i) && !time.Now().Before(h.next) && w.retryHead(ctx, h) {
+				again = true // w.held changed
+				break
+			}
+		}
+	}
+}
+
+// retryHead tries h, the lowest held batch of its device, and the batches
+// it lets through. It reports whether h left the buffer.
+func (w *worker) retryHead(ctx context.Context, h *heldBatch) bool {
+	switch w.try(ctx, h) {
+	case outcomeDone:
+		w.remove(h)
+		w.follow(ctx, h.device)
+		return true
+	case outcomeGapped:
+		w.remove(h)
+		w.expire(ctx, h.device)
+		return true
+	}
+	h.schedule(time.Now())
+	return false
+}
+
+// woken tries the device's lowest held batch at once when an ack shows that
+// another sink applied the batch in front of it, and keeps waiting while
+// acks show that the device moves on.
+func (w *worker) woken(ctx context.Context, k wake) {
+	h := w.head(k.device)
+	if h == nil {
+		return
+	}
+	a, err := wire.DecodeAck(k.payload)
+	if err != nil || a.Device != k.device || a.Epoch != h.b.Epoch || a.AppliedThrough <= h.seen {
+		return
+	}
+	if a.AppliedThrough+1 < h.first {
+		h.seen = a.AppliedThrough
+		h.deadline = time.Now().Add(w.s.cfg.Store.GapWait)
+		return
+	}
+	w.retryHead(ctx, h)
+}
+
+// nextTry is when the earliest held batch that is polled is due.
+func (w *worker) nextTry() (time.Time, bool) {
+	var next time.Time
+	for i, h := range w.held {
+		if w.isHead(i) && (next.IsZero() || h.next.Before(next)) {
+			next = h.next
+		}
+	}
+	return next, !next.IsZero()
 }
 
 // logLimited logs at most once per device and kind per minute.
@@ -183,44 +530,6 @@ func (s *Sink) logLimited(device, kind, msg string, args ...any) {
 	s.mu.Unlock()
 	if ok {
 		s.log.Warn(msg, append([]any{"device", device}, args...)...)
-	}
-}
-
-func (s *Sink) process(ctx context.Context, m message, b *wire.Batch) {
-	if err := wire.DecodeBatchInto(m.payload, b); err != nil {
-		s.Undecodable.Add(1)
-		s.logLimited(m.device, "undecodable", "sink: cannot read a batch; not acknowledged", "err", err)
-		return
-	}
-	// Application is retried while the store is down; the batch is not
-	// acknowledged meanwhile.
-	bo := backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
-	for {
-		start := time.Now()
-		res, err := s.store.Apply(ctx, m.device, b, s.policy.Load())
-		if err == nil {
-			s.ApplyLatency.Observe(time.Since(start))
-			s.applied(m.device, b, res)
-			return
-		}
-		var be *BatchError
-		if errors.As(err, &be) {
-			s.Refused.Add(1)
-			s.logLimited(m.device, "refused", "sink: batch refused; not acknowledged", "err", err)
-			return
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		s.StoreErrors.Add(1)
-		s.logLimited("", "store", "sink: store error; retrying", "err", err)
-		t := time.NewTimer(bo.Next())
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
 	}
 }
 

@@ -296,6 +296,41 @@ func (s *Store) Apply(ctx context.Context, device string, b *wire.Batch, p *Poli
 	}
 }
 
+// tryApply applies pb, a batch that passed checkBatch and was prepared under
+// p, retrying only conflicts with other sinks; it never waits for a gap. With
+// hold, a batch that meets a gap commits nothing and errGapRetry is returned
+// at once, with the watermark it found in AppliedThrough, so that the sink
+// runner can hold the batch and try again later without blocking the batches
+// behind it. Without hold, a gap commits what precedes it and is answered
+// StatusGap, as Apply does once GapWait is over.
+func (s *Store) tryApply(ctx context.Context, device string, pb *preparedBatch, p *Policy, hold bool) (Result, error) {
+	if s.closed.Load() {
+		return Result{}, ErrClosed
+	}
+	delay := firstRetryDelay
+	for attempt := 1; ; attempt++ {
+		res, err := s.applyOnce(ctx, device, pb, p, hold)
+		res.Attempts = attempt
+		switch {
+		case err == nil:
+			return res, nil
+		case errors.Is(err, errGapRetry):
+			return res, err
+		case s.be.retryable(err) && attempt <= maxConflictRetries:
+		default:
+			return Result{}, err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Result{}, ctx.Err()
+		case <-t.C:
+		}
+		delay = min(2*delay, maxRetryDelay)
+	}
+}
+
 // checkBatch refuses what no store can hold or what the topic contradicts.
 func checkBatch(device string, b *wire.Batch) error {
 	bad := func(format string, args ...any) error {
@@ -561,7 +596,8 @@ func (s *Store) applyOnce(ctx context.Context, device string, pb *preparedBatch,
 	}
 	wk := walkBatch(pb, st.applied, p.pause())
 	if wk.status == wire.StatusGap && waitGap {
-		return Result{}, errGapRetry
+		// The watermark seen tells the caller whether the device moves on.
+		return Result{Epoch: pb.b.Epoch, AppliedThrough: st.applied}, errGapRetry
 	}
 	res := Result{
 		Epoch:          pb.b.Epoch,

@@ -62,12 +62,14 @@ type StoreConfig struct {
 	// so that it stays out of the URL; it overrides a password in the URL.
 	// Default "": the password comes from the URL, PGPASSWORD or ~/.pgpass.
 	PasswordFile string `yaml:"password_file"`
-	// GapWait is how long Apply keeps retrying, PostgreSQL only, a batch that
-	// starts past the watermark before it answers gap: with shared
-	// subscriptions the batch in front is usually being committed by another
-	// sink at that very moment. Between tries the transaction is rolled back
-	// and Apply sleeps a few milliseconds. Default 250ms; zero answers gap at
-	// once. SQLite (one sink) never waits.
+	// GapWait is how long a batch that starts past its device's watermark is
+	// held before it is answered gap: the batch in front is usually a moment
+	// late, being committed by another sink of the shared group or queued
+	// behind it in this one. The sink holds such a batch without blocking the
+	// others and tries it again as soon as the batch in front was applied
+	// here, otherwise every 2 to 20ms (see Sink). Store.Apply, used without
+	// the sink runner, retries for as long, PostgreSQL only, sleeping between
+	// tries. Default 1s; zero answers gap at once.
 	GapWait time.Duration `yaml:"gap_wait"`
 	// MaxConns is the PostgreSQL connection pool size. Default 0: pgx's
 	// default, the larger of 4 and the number of CPUs.
@@ -76,7 +78,7 @@ type StoreConfig struct {
 
 // DefaultStoreConfig returns the defaults; URL must still be set.
 func DefaultStoreConfig() StoreConfig {
-	return StoreConfig{GapWait: 250 * time.Millisecond}
+	return StoreConfig{GapWait: time.Second}
 }
 
 // Validate reports every problem of c at once, naming each key as written in

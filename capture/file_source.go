@@ -140,6 +140,11 @@ type Positioner interface {
 // replaced by one whose first bytes differ is read from the start.
 //
 // A new source (no stored position) reads an existing file from its start.
+//
+// The guarantee is the outbox's: in fsync mode exactly once across crashes;
+// in spill mode a crash loses the records that were only in memory (the
+// outbox reports them to the sink as dropped) and the position may already
+// be past them.
 type FileSource struct {
 	cfg   FileSourceConfig
 	name  string

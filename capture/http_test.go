@@ -593,3 +593,27 @@ func TestListen(t *testing.T) {
 		t.Errorf("Listen(unix:) succeeded")
 	}
 }
+
+// TestHandlerUnknownLength: a body without Content-Length (chunked) is read
+// whole, however it is split.
+func TestHandlerUnknownLength(t *testing.T) {
+	ob := openOutbox(t, "", outbox.Options{})
+	h := NewHandler(HTTPConfig{}, ob, nil, quiet())
+	var b strings.Builder
+	for i := 0; i < 3000; i++ {
+		fmt.Fprintf(&b, `{"stream":"a","key":"k%d","data":%d}`+"\n", i, i)
+	}
+	req := httptest.NewRequest("POST", RecordsPath, io.MultiReader(strings.NewReader(b.String()[:1000]), strings.NewReader(b.String()[1000:])))
+	req.ContentLength = -1
+	req.Header.Set("Content-Type", ContentTypeNDJSON)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	r := decodeReply(t, rec.Code, rec.Header(), rec.Body.Bytes())
+	if r.status != 200 || r.first != 1 || r.last != 3000 {
+		t.Fatalf("%d %s, want 200 with 3000 records", r.status, r.body)
+	}
+	got := readAll(t, ob)
+	if len(got) != 3000 || got[2999].Key != "k2999" || recJSON(t, got[2999]) != "2999" {
+		t.Errorf("stored %d records, last %+v", len(got), got[len(got)-1])
+	}
+}

@@ -178,7 +178,11 @@ func (s *sourceStats) get() SourceStats {
 // sends it again. A message may therefore be captured twice (a crash
 // between the append and the PUBACK); set record ids (payload record) to let
 // the sink drop the second copy. Messages are handed from paho's callback
-// to Run through a channel and appended in small groups, in order.
+// to Run through a channel of MaxBatch messages and appended in groups of
+// at most MaxBatch, in order. While the outbox is full (block mode) the
+// messages wait unacknowledged; when the channel is full paho stops reading
+// from the broker (flow control), which holds them in its queue. QoS 0
+// messages cannot be acknowledged and are lost if the agent stops first.
 type MQTTSource struct {
 	cfg         MQTTSourceConfig
 	stream, key topicTemplate

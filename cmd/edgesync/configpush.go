@@ -1,3 +1,5 @@
+//go:build !nosink
+
 package main
 
 import (

@@ -1,6 +1,6 @@
 // Package latency keeps lock-free latency histograms with fixed exponential
 // buckets, answers quantiles (p50/p95/p99) for the status command, and
-// exposes them to Prometheus.
+// writes them in the Prometheus text format.
 package latency
 
 import (
@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/edgesync/edgesync/internal/promtext"
 )
 
 // Bucket upper bounds grow by factor from 50µs; the last bucket is +Inf.
@@ -114,18 +114,16 @@ func (h *Histogram) Summary() Summary {
 	return Summary{Count: h.Count(), P50: h.Quantile(0.5), P95: h.Quantile(0.95), P99: h.Quantile(0.99)}
 }
 
-// Metric returns the histogram as a Prometheus constant histogram.
-func (h *Histogram) Metric(desc *prometheus.Desc, labels ...string) prometheus.Metric {
-	buckets := make(map[float64]uint64, nBuckets-1)
-	var cum uint64
+// Write writes the histogram as a Prometheus histogram in seconds.
+func (h *Histogram) Write(w *promtext.Writer, name, help string, labels ...string) {
+	bs := make([]float64, 0, nBuckets-1)
+	cum := make([]uint64, 0, nBuckets-1)
+	var c uint64
 	for i := 0; i < nBuckets-1; i++ {
-		cum += h.counts[i].Load()
-		buckets[bounds[i]] = cum
+		c += h.counts[i].Load()
+		bs = append(bs, bounds[i])
+		cum = append(cum, c)
 	}
-	total := cum + h.counts[nBuckets-1].Load()
-	m, err := prometheus.NewConstHistogram(desc, total, float64(h.sumNs.Load())/1e9, buckets, labels...)
-	if err != nil {
-		return prometheus.NewInvalidMetric(desc, err)
-	}
-	return m
+	total := c + h.counts[nBuckets-1].Load()
+	w.Histogram(name, help, bs, cum, total, float64(h.sumNs.Load())/1e9, labels...)
 }

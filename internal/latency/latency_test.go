@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/edgesync/edgesync/internal/promtext"
 )
 
 func TestQuantiles(t *testing.T) {
@@ -38,30 +38,25 @@ func TestQuantiles(t *testing.T) {
 	}
 }
 
-type coll struct {
-	h    *Histogram
-	desc *prometheus.Desc
-}
-
-func (c coll) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-func (c coll) Collect(ch chan<- prometheus.Metric) { ch <- c.h.Metric(c.desc, "x") }
-
 func TestPrometheus(t *testing.T) {
 	var h Histogram
 	h.Observe(2 * time.Millisecond)
 	h.Observe(2 * time.Second)
-	desc := prometheus.NewDesc("test_seconds", "test", []string{"stage"}, nil)
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(coll{&h, desc})
-	mfs, err := reg.Gather()
-	if err != nil || len(mfs) != 1 {
-		t.Fatalf("gather: %d metric families, %v", len(mfs), err)
+	var b strings.Builder
+	w := promtext.NewWriter(&b)
+	h.Write(w, "test_seconds", "test", "stage", "x")
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
 	}
-	got := mfs[0].GetMetric()[0].GetHistogram()
-	if got.GetSampleCount() != 2 || got.GetSampleSum() < 2.0 || got.GetSampleSum() > 2.01 {
-		t.Fatalf("histogram count %d sum %v", got.GetSampleCount(), got.GetSampleSum())
-	}
-	if !strings.Contains(mfs[0].String(), "stage") {
-		t.Fatal("label missing")
+	out := b.String()
+	for _, want := range []string{
+		"# TYPE test_seconds histogram",
+		`test_seconds_bucket{stage="x",le="+Inf"} 2`,
+		`test_seconds_count{stage="x"} 2`,
+		`test_seconds_sum{stage="x"} 2.002`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
 	}
 }

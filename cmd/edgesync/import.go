@@ -108,4 +108,3 @@ func runImport(args []string) int {
 	}
 	return exitOK
 }
-

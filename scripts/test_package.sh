@@ -148,6 +148,38 @@ out=$("$bin" sink replay-parked --config "$work/sink-all.yaml" 2>&1) ||
 	fail "sink.yaml with every default uncommented does not load: $out"
 pass "every key and default in sink.yaml is known to the sink"
 
+# ---- docs -------------------------------------------------------------------
+echo "==> docs match the code"
+# Every metric the code defines is in OPERATIONS.md, and every metric name the
+# docs and the alert rules use is defined by the code.
+code_metrics=$(grep -ohE '"edgesync_[a-z_]+"' agent/metrics.go apply/sink_metrics.go | tr -d '"' | sort -u)
+[ -n "$code_metrics" ] || fail "no metrics found in agent/metrics.go and apply/sink_metrics.go"
+for m in $code_metrics; do
+	grep -q "\`${m}[\`{]" docs/OPERATIONS.md || fail "docs/OPERATIONS.md does not describe $m"
+done
+tables='edgesync_log edgesync_state edgesync_devices edgesync_parked edgesync_state_ids edgesync_schema_version'
+grep -ohE 'edgesync_[a-z][a-z_]*[a-z]' docs/OPERATIONS.md docs/RUNBOOK.md docs/SECURITY.md \
+	deploy/prometheus/edgesync-alerts.yml | sort -u >"$work/doc-names"
+while read -r m; do
+	case " $tables " in *" $m "*) continue ;; esac
+	base=$(sed -E 's/_(bucket|count|sum)$//' <<<"$m")
+	grep -qx "$m" <<<"$code_metrics" || grep -qx "$base" <<<"$code_metrics" ||
+		fail "the docs name $m, which the code does not define"
+done <"$work/doc-names"
+# Every key of the shipped configuration files is in OPERATIONS.md.
+for k in $(cat "$work/agent-all.yaml" "$work/sink-all.yaml" | grep -oE '^[[:space:]]*[a-z_]+:' | tr -d ' :' | sort -u); do
+	grep -q "\`$k\`\|\`[a-z_]*\.$k\`\|\`$k\.\|$k\`" docs/OPERATIONS.md || fail "docs/OPERATIONS.md does not describe the key $k"
+done
+# The alert rules in OPERATIONS.md are the file deploy/prometheus/edgesync-alerts.yml.
+awk '/^## Prometheus alert rules/{f=1} f && /^```yaml$/{c=1; next} c && /^```$/{exit} c' docs/OPERATIONS.md >"$work/alerts.yml"
+grep -v '^#' deploy/prometheus/edgesync-alerts.yml | cmp -s - "$work/alerts.yml" ||
+	fail "the alert rules in docs/OPERATIONS.md and deploy/prometheus/edgesync-alerts.yml differ"
+if command -v promtool >/dev/null; then
+	promtool check rules deploy/prometheus/edgesync-alerts.yml >/dev/null || fail "promtool check rules"
+	pass "promtool check rules"
+fi
+pass "metric names, configuration keys and alert rules in the docs match the code"
+
 # ---- 3. broker ACL ---------------------------------------------------------
 acl_test() {
 	local d=$work/acl
@@ -216,11 +248,11 @@ acl_test() {
 	sub gw-0001 "$d/gw1.out" edgesync/gw-0001/ack edgesync/gw-0001/cmd edgesync/gw-0001/config edgesync/_fleet/config
 	sub gw-0002 "$d/gw2.out" edgesync/gw-0002/ack edgesync/gw-0002/config edgesync/_fleet/config
 	sub gw-0001 "$d/spy.out" edgesync/gw-0002/ack 'edgesync/+/up' 'edgesync/#'
-	sub _ops "$d/ops.out" 'edgesync/+/state' 'edgesync/+/config/status'
-	# Wait until the broker logged all 14 subscriptions.
+	sub _ops "$d/ops.out" 'edgesync/+/state' 'edgesync/+/config/status' 'edgesync/+/config'
+	# Wait until the broker logged all 15 subscriptions.
 	local _
 	for _ in $(seq 100); do
-		[ "$(grep -cE '^[0-9]+: sub-[^ ]+ [0-2] ' "$d/mosquitto.log" || true)" -ge 14 ] && break
+		[ "$(grep -cE '^[0-9]+: sub-[^ ]+ [0-2] ' "$d/mosquitto.log" || true)" -ge 15 ] && break
 		sleep 0.1
 	done
 
@@ -284,7 +316,8 @@ acl_test() {
 	# device's acks or any batch.
 	expect "$d/spy.out" "edgesync/gw-0001/config ops-config" "edgesync/_fleet/config ops-fleet-config" \
 		"edgesync/gw-0001/cmd ops-cmd"
-	expect "$d/ops.out" "edgesync/gw-0001/state allowed-state" "edgesync/gw-0001/config/status allowed-status"
+	expect "$d/ops.out" "edgesync/gw-0001/state allowed-state" "edgesync/gw-0001/config/status allowed-status" \
+		"edgesync/gw-0001/config ops-config" "edgesync/_fleet/config ops-fleet-config"
 	kill "$broker_pid" 2>/dev/null || true
 	wait "$broker_pid" 2>/dev/null || true
 	broker_pid=

@@ -7,8 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -52,16 +50,6 @@ type RemoteConfig struct {
 }
 
 func (r RemoteConfig) enabled() bool { return r.Enabled == nil || *r.Enabled }
-
-// remoteState is what the agent keeps of the remote configurations.
-type remoteState struct {
-	mu     sync.Mutex
-	device *wire.Config
-	fleet  *wire.Config
-	// versions in use
-	deviceVersion atomic.Uint64
-	fleetVersion  atomic.Uint64
-}
 
 func remoteDir(dataDir string) string { return filepath.Join(dataDir, "remote-config") }
 

@@ -40,15 +40,14 @@ type testSink struct {
 	client paho.Client
 	prefix string
 
-	mu       sync.Mutex
-	wm       map[uint64]uint64 // epoch -> applied_through
-	applied  map[string]int    // "epoch/seq" -> times applied
-	ids      map[string]bool   // record IDs applied (across epochs)
-	batches  int
-	lost     uint64
-	held     [][]byte
-	acks     int
-	lastAcks [][]byte
+	mu      sync.Mutex
+	wm      map[uint64]uint64 // epoch -> applied_through
+	applied map[string]int    // "epoch/seq" -> times applied
+	ids     map[string]bool   // record IDs applied (across epochs)
+	batches int
+	lost    uint64
+	held    [][]byte
+	acks    int
 
 	// knobs
 	dupAcks     atomic.Bool                   // publish every ack twice

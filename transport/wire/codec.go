@@ -241,9 +241,8 @@ func decodeError(msg string, err error) *FieldError {
 // unchanged and ErrTooLarge when it is over limit.
 func encodeCBOR(msg string, dst []byte, v any, limit int) ([]byte, error) {
 	n0 := len(dst)
-	var bb bytes.Buffer
-	bb = *bytes.NewBuffer(dst)
-	if err := encMode.MarshalToBuffer(v, &bb); err != nil {
+	bb := bytes.NewBuffer(dst)
+	if err := encMode.MarshalToBuffer(v, bb); err != nil {
 		return dst[:n0], invalid(msg, "", "encode: "+err.Error())
 	}
 	out := bb.Bytes()

@@ -45,7 +45,7 @@ func rec(i int) Record {
 		ID:            fmt.Sprintf("id-%d", i),
 		Schema:        "reading",
 		SchemaVersion: 1,
-		CapturedAt:    int64(1700000000000000000 + i),
+		CapturedAt:    1700000000000000000 + int64(i),
 		Data:          []byte(fmt.Sprintf("\xa1at%d", i%24)),
 	}
 }

@@ -30,7 +30,7 @@ type Sink struct {
 	store  *Store
 	log    *slog.Logger
 	policy atomic.Pointer[Policy]
-	conn   *mqttx.Conn
+	conn   atomic.Pointer[mqttx.Conn] // set by Run; read by Reload and Conn on other goroutines
 
 	queues  []chan message
 	wakes   []chan wake   // per worker: acks of other sinks, which may let held batches through
@@ -141,7 +141,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.conn = conn
+	s.conn.Store(conn)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return conn.Run(gctx, nil) })
 	for i := range s.queues {
@@ -153,7 +153,7 @@ func (s *Sink) Run(ctx context.Context) error {
 }
 
 // Conn is the MQTT connection (nil before Run).
-func (s *Sink) Conn() *mqttx.Conn { return s.conn }
+func (s *Sink) Conn() *mqttx.Conn { return s.conn.Load() }
 
 // handle runs on paho's goroutine: it only hands the message to the worker of
 // its device. When that queue is full the message is dropped: it was not
@@ -584,10 +584,11 @@ func (s *Sink) publishAck(device string, a wire.Ack) {
 		s.log.Error("sink: encode ack", "device", device, "err", err)
 		return
 	}
-	if s.conn == nil || !s.conn.Up() {
+	conn := s.conn.Load()
+	if conn == nil || !conn.Up() {
 		return // the agent resends; the next batch gets the ack
 	}
-	s.conn.Client().Publish(wire.AckTopic(s.cfg.TopicPrefix, device), 1, false, p)
+	conn.Client().Publish(wire.AckTopic(s.cfg.TopicPrefix, device), 1, false, p)
 	s.AcksSent.Add(1)
 }
 

@@ -104,7 +104,9 @@ func TestDuplicateAndReorderedAcks(t *testing.T) {
 	sink := newTestSink(t, b.URL(), "edgesync")
 	sink.dupAcks.Store(true)
 	sink.reorder.Store(true)
-	r := newRig(t, rigOpts{url: b.URL(), batch: BatchConfig{MaxRecords: 10, Linger: -1}})
+	// A held-back last ack is only released by the next batch: the short ack
+	// timeout makes the agent resend, and that resend is acknowledged.
+	r := newRig(t, rigOpts{url: b.URL(), batch: BatchConfig{MaxRecords: 10, Linger: -1}, uplink: UplinkConfig{AckTimeout: time.Second}})
 	// Watch that the watermark never moves back.
 	var back atomic.Bool
 	stop := make(chan struct{})

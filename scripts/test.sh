@@ -9,7 +9,9 @@
 # a cache dir); go test -race of every package; a static cross-build of
 # ./cmd/edgesync for linux/arm (GOARM=6 and 7) and linux/arm64; and go test of
 # the packages in QEMU_PACKAGES for arm (GOARM=6, on an emulated ARM1176, the
-# Pi Zero/1 CPU) and arm64 under qemu-user-static. Every check runs even when
+# Pi Zero/1 CPU) and arm64 under qemu-user-static; scripts/test_package.sh
+# (systemd units, .deb and install.sh, ACL templates, docs against the code).
+# Every check runs even when
 # an earlier one failed; a timing summary ends the run, and the exit status is
 # 1 when any check failed.
 #
@@ -228,6 +230,14 @@ if [ ${#qpkgs[@]} -gt 0 ]; then
 		GOOS=linux GOARCH=arm64 \
 		go test -exec qemu-aarch64-static "${qemu_args[@]}" "${qpkgs[@]}"
 fi
+
+# ---- units and packages (scripts/test_package.sh) ------------------------
+# systemd-analyze verify of both units; the shipped configuration files and
+# docs checked against the code; the mosquitto ACL templates on a real broker;
+# the amd64 .deb and tarball installed, upgraded, removed and purged on this
+# machine. It installs systemd, dpkg and mosquitto-clients with apt-get only
+# when missing; it leaves nothing behind but the edgesync system user.
+check "units and packages" scripts/test_package.sh
 
 echo
 if [ ${#failed[@]} -gt 0 ]; then

@@ -29,9 +29,9 @@
 #    touched).
 #
 # It installs what it needs with apt-get when missing (systemd for
-# systemd-analyze, dpkg); mosquitto and openssl are not installed here
-# (scripts/test.sh installs mosquitto). Safe to run again; takes seconds once
-# the Go build cache is warm.
+# systemd-analyze, dpkg; mosquitto-clients and openssl where mosquitto is
+# installed, which scripts/test.sh does). Safe to run again; well under a
+# minute once the Go build cache is warm.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
@@ -71,6 +71,12 @@ need=()
 command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ "$with_deb" = 1 ]; then
 	command -v dpkg-deb >/dev/null || need+=(dpkg)
+fi
+# The broker ACL test needs mosquitto (scripts/test.sh installs it) and, with
+# it, its command-line clients and openssl.
+if [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null; then
+	command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
+	command -v openssl >/dev/null || need+=(openssl)
 fi
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ] && [ -z "$SUDO" ]; then

@@ -3,6 +3,7 @@ package outbox
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -19,18 +20,7 @@ func (o *Outbox) run() {
 	for {
 		select {
 		case r := <-o.reqs:
-			group = append(group[:0], r)
-			n := len(r.recs)
-		drain:
-			for n < o.opts.MaxBatchRecords && len(group) < 4096 {
-				select {
-				case r := <-o.reqs:
-					group = append(group, r)
-					n += len(r.recs)
-				default:
-					break drain
-				}
-			}
+			group = o.gather(append(group[:0], r))
 			o.commitGroup(group)
 		case <-tick.C:
 			o.housekeeping()
@@ -47,6 +37,47 @@ func (o *Outbox) run() {
 		}
 	}
 }
+
+// gather adds to group every request that is waiting or about to be
+// submitted, up to MaxBatchRecords records and maxGroup requests.
+//
+// Producers answered by the previous commit are runnable but have not run
+// yet: the first of them to submit wakes the committer, which would commit
+// it alone while the others queue behind a whole sync (the group commit
+// splits into two alternating halves). So after draining the queue the
+// committer yields (runtime.Gosched puts it behind every runnable
+// goroutine) and drains again, for as long as yielding brings new requests.
+// A lone producer costs one Gosched per commit; nothing waits on a timer.
+func (o *Outbox) gather(group []*request) []*request {
+	n := 0
+	for _, r := range group {
+		n += len(r.recs)
+	}
+	for round := 0; ; round++ {
+		before := len(group)
+	drain:
+		for n < o.opts.MaxBatchRecords && len(group) < maxGroup {
+			select {
+			case r := <-o.reqs:
+				group = append(group, r)
+				n += len(r.recs)
+			default:
+				break drain
+			}
+		}
+		if n >= o.opts.MaxBatchRecords || len(group) >= maxGroup || round == maxGatherRounds ||
+			round > 0 && len(group) == before {
+			break
+		}
+		runtime.Gosched()
+	}
+	return group
+}
+
+const (
+	maxGroup        = 4096 // requests in one group commit
+	maxGatherRounds = 8    // yields while gathering one group
+)
 
 func (o *Outbox) fail(err error) {
 	o.mu.Lock()
@@ -91,7 +122,7 @@ func (o *Outbox) commitGroup(group []*request) {
 	var newEpochReason string
 	var failedErr = o.failedErr()
 	appendedAny := false
-	buf := make([]byte, 0, 512)
+	buf := c.vbuf[:0]
 
 	for _, r := range group {
 		if failedErr != nil {
@@ -122,7 +153,8 @@ func (o *Outbox) commitGroup(group []*request) {
 					rec.Seq = c.headMem
 					c.headMemCum += uint64(recordSize(rec))
 					buf = appendRecordValue(buf[:0], rec, c.headMemCum, now)
-					if err := b.Set(recordKey(c.epoch, rec.Seq), buf, nil); err != nil {
+					c.kbuf = appendRecordKey(c.kbuf[:0], c.epoch, rec.Seq)
+					if err := b.Set(c.kbuf, buf, nil); err != nil {
 						r.err = err
 					}
 				}
@@ -148,6 +180,7 @@ func (o *Outbox) commitGroup(group []*request) {
 			o.purge(b, c.watermark)
 		}
 	}
+	c.vbuf = buf
 	if c.dirty {
 		for name, v := range c.sources {
 			if o.opts.Durability == Spill {
@@ -155,7 +188,8 @@ func (o *Outbox) commitGroup(group []*request) {
 				delete(c.sources, name)
 			}
 		}
-		_ = b.Set(metaKey, c.meta.encode(nil), nil)
+		c.mbuf = c.meta.encode(c.mbuf[:0])
+		_ = b.Set(metaKey, c.mbuf, nil)
 		c.dirty = false
 		wo := pebble.NoSync
 		if sync {

@@ -54,6 +54,13 @@ type Outbox struct {
 	diskLow  atomic.Bool
 	purgeAsk atomic.Bool
 
+	// hints remembers the cumulative byte count of the last record of recent
+	// reads: an ack is usually through such a record, and cumAt then need not
+	// read it back from disk (a Pebble Get that walks every level when the
+	// record sits behind a backlog).
+	hintMu sync.Mutex
+	hints  [cumHintSlots]cumHint
+
 	// counters
 	appended      atomic.Uint64
 	ackedTotal    atomic.Uint64
@@ -80,6 +87,8 @@ type cstate struct {
 	ackMarks   []ackMark
 	sources    map[string][]byte // spill: positions waiting for the next disk write
 	dirty      bool              // meta changed since the last write
+
+	kbuf, vbuf, mbuf []byte // scratch for keys, values and the meta (Batch.Set copies)
 }
 
 type ackMark struct {
@@ -427,12 +436,33 @@ func (c *cstate) addDrop(r Range, lastCum uint64) {
 	c.drops = append(c.drops, dropRange{Range: r, lastCum: lastCum})
 }
 
+const cumHintSlots = 64
+
+type cumHint struct {
+	epoch Epoch
+	seq   Seq
+	cum   uint64
+}
+
+// hint remembers the cum of record s of epoch e.
+func (o *Outbox) hint(e Epoch, s Seq, cum uint64) {
+	o.hintMu.Lock()
+	o.hints[s%cumHintSlots] = cumHint{epoch: e, seq: s, cum: cum}
+	o.hintMu.Unlock()
+}
+
 // cumAt returns the cumulative byte count of record s, which must be on disk
 // or in spill memory.
 func (o *Outbox) cumAt(s Seq) (uint64, error) {
 	c := &o.c
 	if s == c.headMem {
 		return c.headMemCum, nil
+	}
+	o.hintMu.Lock()
+	h := o.hints[s%cumHintSlots]
+	o.hintMu.Unlock()
+	if h.epoch == c.epoch && h.seq == s && s != 0 {
+		return h.cum, nil
 	}
 	o.mu.Lock()
 	if s > o.v.diskHead {
@@ -662,21 +692,25 @@ type AckResult struct {
 // changes nothing. An ack for another epoch returns ErrStaleEpoch. An ack
 // above the head returns ErrAckAboveHead after starting a new epoch.
 func (o *Outbox) Ack(e Epoch, through Seq) (AckResult, error) {
-	r := &request{kind: reqAck, epoch: e, through: through, done: make(chan struct{}, 1)}
+	r := reqPool.Get().(*request)
+	*r = request{kind: reqAck, epoch: e, through: through, done: r.done}
 	if err := o.submit(r); err != nil {
+		reqPool.Put(r)
 		return AckResult{}, err
 	}
 	<-r.done
+	err, dup := r.err, r.dup
+	reqPool.Put(r)
 	o.mu.Lock()
 	wm := o.v.watermark
 	o.mu.Unlock()
 	switch {
-	case errors.Is(r.err, ErrStaleEpoch):
+	case errors.Is(err, ErrStaleEpoch):
 		o.ackStale.Add(1)
-	case r.err == nil && r.dup:
+	case err == nil && dup:
 		o.ackDuplicates.Add(1)
 	}
-	return AckResult{Advanced: r.err == nil && !r.dup, Watermark: wm}, r.err
+	return AckResult{Advanced: err == nil && !dup, Watermark: wm}, err
 }
 
 // Close spills what is in memory (spill mode), writes the state, and closes

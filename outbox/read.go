@@ -53,13 +53,19 @@ func (o *Outbox) Read(from Seq, maxRecords, maxBytes int, dst []Record) (Epoch, 
 		for start < len(o.mem) && o.mem[start].rec.Seq < from {
 			start++
 		}
-		end := min(len(o.mem), start+maxRecords)
+		end := start
+		// Only what is published: records appended to memory by a batch
+		// whose sequence reservation is not yet synced stay invisible.
+		for end < len(o.mem) && end-start < maxRecords && o.mem[end].rec.Seq <= v.head {
+			end++
+		}
 		mem = append(mem, o.mem[start:end]...)
 	}
 	o.mu.Unlock()
 
 	n, bytes := 0, 0
 	next := Seq(0)
+	var lastCum uint64
 	full := func(size int) bool {
 		return n >= maxRecords || (n > 0 && bytes+size > maxBytes)
 	}
@@ -73,11 +79,13 @@ func (o *Outbox) Read(from Seq, maxRecords, maxBytes int, dst []Record) (Epoch, 
 				break
 			}
 			var r Record
-			if _, _, err := decodeRecordValue(it.Value(), &r); err != nil {
+			cum, _, err := decodeRecordValue(it.Value(), &r)
+			if err != nil {
 				_ = it.Close()
 				return v.epoch, dst, fmt.Errorf("outbox: read record %d: %w", s, err)
 			}
 			r.Seq = s
+			lastCum = cum
 			dst = append(dst, r)
 			n++
 			bytes += len(r.Data)
@@ -87,6 +95,7 @@ func (o *Outbox) Read(from Seq, maxRecords, maxBytes int, dst []Record) (Epoch, 
 			return v.epoch, dst, fmt.Errorf("outbox: read: %w", err)
 		}
 		if n > 0 && next <= v.diskHead {
+			o.hint(v.epoch, next-1, lastCum)
 			return v.epoch, dst, nil // stopped early on disk
 		}
 	}
@@ -102,6 +111,10 @@ func (o *Outbox) Read(from Seq, maxRecords, maxBytes int, dst []Record) (Epoch, 
 		n++
 		bytes += len(r.Data)
 		next = r.Seq + 1
+		lastCum = mem[i].cum
+	}
+	if n > 0 {
+		o.hint(v.epoch, next-1, lastCum)
 	}
 	return v.epoch, dst, nil
 }

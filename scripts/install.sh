@@ -13,7 +13,8 @@
 #                                          overwritten (the new default goes
 #                                          to agent.yaml.dist beside it)
 #   /usr/share/doc/edgesync/               docs and examples (sink.yaml,
-#                                          mosquitto and EMQX ACL templates)
+#                                          mosquitto and EMQX ACL templates,
+#                                          Prometheus alert rules)
 #   user and group edgesync (system, no login), /etc/edgesync root:edgesync
 #   0750, /var/lib/edgesync edgesync:edgesync 0750
 # then enables edgesync.service (unless --no-enable) without starting it;
@@ -113,7 +114,7 @@ fi
 
 # ---- docs and examples ---------------------------------------------------
 doc=/usr/share/doc/edgesync
-install -d -m 0755 "$doc/examples/mosquitto" "$doc/examples/emqx"
+install -d -m 0755 "$doc/examples/mosquitto" "$doc/examples/emqx" "$doc/examples/prometheus"
 for f in docs/OPERATIONS.md docs/SECURITY.md docs/RUNBOOK.md; do
 	if [ -f "$root/$f" ]; then install -m 0644 "$root/$f" "$doc/"; fi
 done
@@ -123,6 +124,9 @@ for f in "$root"/deploy/mosquitto/*; do
 done
 for f in "$root"/deploy/emqx/*; do
 	if [ -f "$f" ]; then install -m 0644 "$f" "$doc/examples/emqx/"; fi
+done
+for f in "$root"/deploy/prometheus/*; do
+	if [ -f "$f" ]; then install -m 0644 "$f" "$doc/examples/prometheus/"; fi
 done
 
 # ---- systemd units -------------------------------------------------------

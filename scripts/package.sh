@@ -20,7 +20,7 @@
 # Options:
 #   --version V    the version [git describe --tags --always --dirty, as
 #                  build.sh]; a leading "v" is dropped for the package, and a
-#                  version that does not start with a digit (an untagged
+#                  version that does not start with MAJOR.MINOR (an untagged
 #                  checkout) becomes 0.0.0~git<commits>.<describe>
 #   --arch A       amd64, arm64 or armhf; repeat for several [all three]
 #   --bin-dir DIR  take the binaries (edgesync-linux-amd64, -arm64, -armv6)
@@ -72,7 +72,9 @@ fi
 # A Debian version starts with a digit and holds [A-Za-z0-9.+~] (no "-":
 # nfpm adds the revision "-1").
 deb_version=${version#v}
-if ! [[ $deb_version =~ ^[0-9] ]]; then
+if ! [[ $deb_version =~ ^[0-9]+\.[0-9]+ ]]; then
+	# Not a release (1.2.3, 1.2.3-4-gabcdef): an untagged commit such as
+	# 84b241f-dirty, which may even start with a digit.
 	commits=$(git rev-list --count HEAD 2>/dev/null || echo 0)
 	deb_version="0.0.0~git${commits}.${deb_version}"
 fi
@@ -89,6 +91,7 @@ missing=()
 for f in deploy/agent.yaml deploy/sink.yaml deploy/systemd/edgesync.service \
 	deploy/systemd/edgesync-sink.service deploy/mosquitto/acl-username \
 	deploy/mosquitto/acl-clientid deploy/mosquitto/mosquitto.conf deploy/emqx/acl.conf \
+	deploy/prometheus/edgesync-alerts.yml \
 	docs/OPERATIONS.md docs/SECURITY.md docs/RUNBOOK.md \
 	deploy/nfpm/preinst deploy/nfpm/postinst deploy/nfpm/prerm deploy/nfpm/postrm; do
 	[ -f "$f" ] || missing+=("$f")
@@ -130,7 +133,7 @@ for arch in "${archs[@]}"; do
 	mkdir -p "$stage/deploy" "$stage/docs"
 	install -m 0755 "$bin" "$stage/edgesync"
 	install -m 0755 scripts/install.sh "$stage/install.sh"
-	cp -R deploy/systemd deploy/mosquitto deploy/emqx deploy/agent.yaml deploy/sink.yaml "$stage/deploy/"
+	cp -R deploy/systemd deploy/mosquitto deploy/emqx deploy/prometheus deploy/agent.yaml deploy/sink.yaml "$stage/deploy/"
 	cp docs/OPERATIONS.md docs/SECURITY.md docs/RUNBOOK.md "$stage/docs/"
 	tar -C "$nfpm_bin/stage" --owner=0 --group=0 --numeric-owner -czf "$out/edgesync_${version}_linux_${tarch}.tar.gz" "$top"
 done

@@ -417,6 +417,8 @@ for want in "-rwxr-xr-x root/root .* ./usr/bin/edgesync" \
 	"-rw-r----- root/edgesync .* ./etc/edgesync/agent.yaml" \
 	"./usr/share/doc/edgesync/examples/sink.yaml" \
 	"./usr/share/doc/edgesync/examples/mosquitto/acl-username" \
+	"./usr/share/doc/edgesync/examples/emqx/acl.conf" \
+	"./usr/share/doc/edgesync/examples/prometheus/edgesync-alerts.yml" \
 	"./usr/share/doc/edgesync/OPERATIONS.md"; do
 	grep -Eq -- "$want" <<<"$listing" || { echo "$listing" >&2; fail "package lacks: $want"; }
 done

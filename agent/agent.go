@@ -230,14 +230,37 @@ func (a *Agent) Run(ctx context.Context) error {
 	if wd := sdnotify.WatchdogInterval(); wd > 0 {
 		g.Go(func() error { a.watchdog(gctx, wd); return nil })
 	}
+	// A failed outbox (Pebble met an I/O error) cannot recover in this
+	// process: stop, so that the supervisor restarts the agent and the
+	// reopened outbox recovers everything acknowledged.
+	g.Go(func() error {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+				if err := ob.Failed(); err != nil {
+					return fmt.Errorf("the outbox failed; exiting so that a restart recovers it: %w", err)
+				}
+			}
+		}
+	})
 
 	select {
 	case <-ctx.Done():
 	case <-gctx.Done():
 	case <-a.restart:
 	}
-	// Shutdown, in order.
-	_ = sdnotify.Stopping()
+	// Shutdown, in order. A restart for a new remote configuration is a
+	// reload to systemd, not a stop (a stop would end in SIGKILL).
+	select {
+	case <-a.restart:
+		_ = sdnotify.Reloading()
+	default:
+		_ = sdnotify.Stopping()
+	}
 	a.accepting.Store(false)
 	a.log.Info("agent: shutting down", "drain_timeout", cfg.DrainTimeout)
 	deadline := time.Now().Add(cfg.DrainTimeout)
@@ -279,8 +302,8 @@ func (a *Agent) watchdog(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			// Only pet the watchdog when the outbox still answers.
-			if st := a.ob.Position(); st.Epoch != 0 {
+			// Only pet the watchdog while the outbox works.
+			if a.ob.Failed() == nil {
 				_ = sdnotify.Watchdog()
 			}
 		}
@@ -288,8 +311,7 @@ func (a *Agent) watchdog(ctx context.Context, every time.Duration) {
 }
 
 // Reload re-reads the configuration file and applies what can change live
-// (log level, the ingest token); everything else is reported as needing a
-// restart.
+// (log.level); everything else is reported as needing a restart.
 func (a *Agent) Reload(path string) error {
 	_ = sdnotify.Reloading()
 	defer func() { _ = sdnotify.Ready() }()

@@ -125,3 +125,7 @@ func (o *Outbox) Position() Position {
 		Drops:     append([]Range(nil), o.v.drops...),
 	}
 }
+
+// Failed returns the storage failure once the outbox has failed (see
+// ErrFailed), or nil. It is cheap.
+func (o *Outbox) Failed() error { return o.failedErr() }

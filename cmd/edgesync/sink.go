@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgesync/edgesync/agent"
 	"github.com/edgesync/edgesync/apply"
+	"github.com/edgesync/edgesync/internal/sdnotify"
 )
 
 func init() {
@@ -69,10 +70,38 @@ func runSink(args []string) int {
 				log.Error("sink: reload refused; running on with the previous configuration", "err", err)
 				continue
 			}
+			_ = sdnotify.Reloading()
 			s.Reload(nc.Policy)
+			_ = sdnotify.Ready()
 		}
 	}()
-	return exitFor(s.Run(ctx))
+	go func() {
+		// READY=1 once connected to the broker with the store open.
+		for ctx.Err() == nil {
+			if c := s.Conn(); c != nil && c.Up() {
+				_ = sdnotify.Ready()
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	if wd := sdnotify.WatchdogInterval(); wd > 0 {
+		go func() {
+			t := time.NewTicker(wd)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					_ = sdnotify.Watchdog()
+				}
+			}
+		}()
+	}
+	err = s.Run(ctx)
+	_ = sdnotify.Stopping()
+	return exitFor(err)
 }
 
 func runReplayParked(args []string) int {

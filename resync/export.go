@@ -7,8 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
-
 	"github.com/edgesync/edgesync/outbox"
 	"github.com/edgesync/edgesync/transport/wire"
 )
@@ -325,7 +323,7 @@ func (e *exporter) write(recs []outbox.Record, drops []wire.Range) error {
 		e.wrecs = append(e.wrecs, wire.Record{
 			Seq: uint64(r.Seq), Stream: r.Stream, Key: r.Key, ID: r.ID, Op: uint8(r.Op),
 			Schema: r.Schema, SchemaVersion: r.SchemaVersion, CapturedAt: r.CapturedAt,
-			Data: cbor.RawMessage(r.Data),
+			Data: r.Data,
 		})
 	}
 	if len(recs) > 0 {

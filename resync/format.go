@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 
-	"github.com/fxamacker/cbor/v2"
-
+	"github.com/edgesync/edgesync/internal/cbormsg"
 	"github.com/edgesync/edgesync/outbox"
 	"github.com/edgesync/edgesync/transport/wire"
 )
@@ -143,47 +142,71 @@ type Trailer struct {
 	SHA256  []byte `cbor:"3,keyasint"` // of every byte before the trailer frame: magic, header and batch frames
 }
 
-var (
-	// encMode writes core deterministic CBOR (RFC 8949 section 4.2.1), as
-	// the wire protocol does: equal values give equal bytes.
-	encMode = func() cbor.EncMode {
-		em, err := cbor.CoreDetEncOptions().EncMode()
-		if err != nil {
-			panic(err)
-		}
-		return em
-	}()
-	// decMode reads headers, trailers and receipts: flat maps with few
-	// keys, definite lengths, no tags, no duplicate keys, valid UTF-8.
-	decMode = func() cbor.DecMode {
-		dm, err := cbor.DecOptions{
-			DupMapKey:           cbor.DupMapKeyEnforcedAPF,
-			IndefLength:         cbor.IndefLengthForbidden,
-			TagsMd:              cbor.TagsForbidden,
-			MaxNestedLevels:     4,
-			MaxArrayElements:    16,
-			MaxMapPairs:         32,
-			UTF8:                cbor.UTF8RejectInvalid,
-			ByteStringToString:  cbor.ByteStringToStringForbidden,
-			FieldNameByteString: cbor.FieldNameByteStringForbidden,
-		}.DecMode()
-		if err != nil {
-			panic(err)
-		}
-		return dm
-	}()
-)
+// msgLimits bound headers, trailers and receipts: flat maps with few keys.
+// Unmarshal also refuses indefinite lengths, tags, duplicate keys, text
+// that is not UTF-8 and byte strings where text belongs.
+var msgLimits = cbormsg.Limits{MaxNestedLevels: 4, MaxArrayElements: 16, MaxMapPairs: 32}
 
 // version peeks at key 1 of a CBOR map, to tell a header or receipt of
-// another version from a malformed one.
+// another version from a malformed one: it succeeds where package cbor
+// would decode the map into struct{ V *uint64 `cbor:"1,keyasint"` }.
 func version(data []byte) (uint64, bool) {
-	var v struct {
-		V *uint64 `cbor:"1,keyasint"`
-	}
-	if decMode.Unmarshal(data, &v) != nil || v.V == nil {
+	var v *uint64
+	if cbormsg.Unmarshal(data, msgLimits, "", []cbormsg.Field{{Key: 1, Dest: &v}}) != nil || v == nil {
 		return 0, false
 	}
-	return *v.V, true
+	return *v, true
+}
+
+// key appends a map key below 24 (every key of the bundle's messages).
+func key(dst []byte, k byte) []byte { return append(dst, cbormsg.MajorUint|k) }
+
+// appendHeader writes h as package cbor's core deterministic encoding of
+// the Header struct would: every key, in ascending order.
+func appendHeader(dst []byte, h *Header) []byte {
+	dst = cbormsg.AppendHead(dst, cbormsg.MajorMap, 8)
+	dst = cbormsg.AppendUint(key(dst, 1), h.V)
+	dst = cbormsg.AppendText(key(dst, 2), h.Device)
+	dst = cbormsg.AppendUint(key(dst, 3), uint64(h.Epoch))
+	dst = cbormsg.AppendUint(key(dst, 4), uint64(h.From))
+	dst = cbormsg.AppendUint(key(dst, 5), uint64(h.Through))
+	dst = cbormsg.AppendInt(key(dst, 6), h.Created)
+	dst = cbormsg.AppendUint(key(dst, 7), uint64(h.Watermark))
+	return cbormsg.AppendUint(key(dst, 8), uint64(h.Acked))
+}
+
+// decodeHeader decodes a header frame's payload into h, as package cbor
+// would decode it into the Header struct.
+func decodeHeader(data []byte, h *Header) error {
+	return cbormsg.Unmarshal(data, msgLimits, "resync.Header", []cbormsg.Field{
+		{Key: 1, Dest: &h.V},
+		{Key: 2, Dest: &h.Device},
+		{Key: 3, Dest: (*uint64)(&h.Epoch), Type: "outbox.Epoch"},
+		{Key: 4, Dest: (*uint64)(&h.From), Type: "outbox.Seq"},
+		{Key: 5, Dest: (*uint64)(&h.Through), Type: "outbox.Seq"},
+		{Key: 6, Dest: &h.Created},
+		{Key: 7, Dest: (*uint64)(&h.Watermark), Type: "outbox.Seq"},
+		{Key: 8, Dest: (*uint64)(&h.Acked), Type: "outbox.Seq"},
+	})
+}
+
+// appendTrailer writes t as package cbor's core deterministic encoding of
+// the Trailer struct would (a nil SHA256 as null).
+func appendTrailer(dst []byte, t *Trailer) []byte {
+	dst = cbormsg.AppendHead(dst, cbormsg.MajorMap, 3)
+	dst = cbormsg.AppendUint(key(dst, 1), t.Batches)
+	dst = cbormsg.AppendUint(key(dst, 2), t.Records)
+	return cbormsg.AppendBytes(key(dst, 3), t.SHA256)
+}
+
+// decodeTrailer decodes a trailer frame's payload into t, as package cbor
+// would decode it into the Trailer struct.
+func decodeTrailer(data []byte, t *Trailer) error {
+	return cbormsg.Unmarshal(data, msgLimits, "resync.Trailer", []cbormsg.Field{
+		{Key: 1, Dest: &t.Batches},
+		{Key: 2, Dest: &t.Records},
+		{Key: 3, Dest: &t.SHA256},
+	})
 }
 
 // checker applies the rules every batch of a bundle must follow, for the

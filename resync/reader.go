@@ -183,7 +183,7 @@ func (r *Reader) readHeader() error {
 	if typ != frameHeader {
 		return &BundleError{Where: "header", Offset: off, Reason: fmt.Sprintf("the first frame is a %s, not the header: the file is damaged", frameName(typ, 1)), Err: ErrDamaged}
 	}
-	if err := decMode.Unmarshal(payload, &r.hdr); err != nil {
+	if err := decodeHeader(payload, &r.hdr); err != nil {
 		if v, ok := version(payload); ok && v > FormatVersion {
 			return &BundleError{Where: "header", Offset: off,
 				Reason: fmt.Sprintf("format version %d; this edgesync reads version %d: upgrade edgesync", v, FormatVersion), Err: ErrVersion}
@@ -251,7 +251,7 @@ func (r *Reader) finish(off int64, payload, prefix []byte) error {
 		return &BundleError{Where: "trailer", Offset: off, Reason: fmt.Sprintf(format, args...), Err: sentinel}
 	}
 	var tr Trailer
-	if err := decMode.Unmarshal(payload, &tr); err != nil {
+	if err := decodeTrailer(payload, &tr); err != nil {
 		return bad(ErrInvalid, "malformed: %v", err)
 	}
 	if len(tr.SHA256) != sha256.Size {

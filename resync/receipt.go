@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgesync/edgesync/internal/cbormsg"
 	"github.com/edgesync/edgesync/outbox"
 	"github.com/edgesync/edgesync/transport/wire"
 )
@@ -190,11 +191,41 @@ func EncodeReceipt(r *Receipt) ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	b, err := encMode.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("receipt: encode: %w", err)
-	}
-	return b, nil
+	return appendReceipt(nil, r), nil
+}
+
+// appendReceipt writes r as package cbor's core deterministic encoding of
+// the Receipt struct would: every key in ascending order, a nil byte slice
+// as null.
+func appendReceipt(dst []byte, r *Receipt) []byte {
+	dst = cbormsg.AppendHead(dst, cbormsg.MajorMap, 10)
+	dst = cbormsg.AppendUint(key(dst, 1), r.V)
+	dst = cbormsg.AppendText(key(dst, 2), r.Device)
+	dst = cbormsg.AppendUint(key(dst, 3), uint64(r.Epoch))
+	dst = cbormsg.AppendUint(key(dst, 4), uint64(r.AppliedThrough))
+	dst = cbormsg.AppendUint(key(dst, 5), uint64(r.Status))
+	dst = cbormsg.AppendText(key(dst, 6), r.SinkID)
+	dst = cbormsg.AppendInt(key(dst, 7), r.Time)
+	dst = cbormsg.AppendBytes(key(dst, 8), r.BundleSHA256)
+	dst = cbormsg.AppendText(key(dst, 9), r.KeyID)
+	return cbormsg.AppendBytes(key(dst, 10), r.Signature)
+}
+
+// decodeReceipt decodes b into r as package cbor would decode it into the
+// Receipt struct.
+func decodeReceipt(b []byte, r *Receipt) error {
+	return cbormsg.Unmarshal(b, msgLimits, "resync.Receipt", []cbormsg.Field{
+		{Key: 1, Dest: &r.V},
+		{Key: 2, Dest: &r.Device},
+		{Key: 3, Dest: (*uint64)(&r.Epoch), Type: "outbox.Epoch"},
+		{Key: 4, Dest: (*uint64)(&r.AppliedThrough), Type: "outbox.Seq"},
+		{Key: 5, Dest: &r.Status},
+		{Key: 6, Dest: &r.SinkID},
+		{Key: 7, Dest: &r.Time},
+		{Key: 8, Dest: &r.BundleSHA256},
+		{Key: 9, Dest: &r.KeyID},
+		{Key: 10, Dest: &r.Signature},
+	})
 }
 
 // DecodeReceipt decodes and validates a receipt. It is strict: at most
@@ -210,7 +241,7 @@ func DecodeReceipt(b []byte) (*Receipt, error) {
 		return nil, fmt.Errorf("%w: empty", ErrReceiptMalformed)
 	}
 	r := new(Receipt)
-	if err := decMode.Unmarshal(b, r); err != nil {
+	if err := decodeReceipt(b, r); err != nil {
 		if v, ok := version(b); ok && v > ReceiptVersion {
 			return nil, &ReceiptError{Field: "v", Reason: fmt.Sprintf("version %d; this edgesync reads version %d: upgrade edgesync", v, ReceiptVersion), Err: ErrReceiptVersion}
 		}
@@ -219,8 +250,7 @@ func DecodeReceipt(b []byte) (*Receipt, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	canon, err := encMode.Marshal(r)
-	if err != nil || !bytes.Equal(canon, b) {
+	if canon := appendReceipt(nil, r); !bytes.Equal(canon, b) {
 		return nil, fmt.Errorf("%w: not in canonical form (a key missing, unknown or out of order, or an integer not in its shortest form)", ErrReceiptMalformed)
 	}
 	return r, nil

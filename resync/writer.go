@@ -42,10 +42,7 @@ func NewWriter(w io.Writer, h Header) (*Writer, error) {
 	if err := h.Validate(); err != nil {
 		return nil, err
 	}
-	body, err := encMode.Marshal(&h)
-	if err != nil {
-		return nil, fmt.Errorf("bundle: encode header: %w", err)
-	}
+	body := appendHeader(nil, &h)
 	if len(body) > MaxHeaderBytes {
 		// Cannot happen with valid fields; kept so the limit is enforced on both sides.
 		return nil, fmt.Errorf("bundle: header of %d bytes, more than %d", len(body), MaxHeaderBytes)
@@ -129,12 +126,7 @@ func (w *Writer) Close() error {
 		return w.err
 	}
 	tr := Trailer{Batches: w.chk.batches, Records: w.chk.records, SHA256: w.h.Sum(nil)}
-	body, err := encMode.Marshal(&tr)
-	if err != nil {
-		w.err = fmt.Errorf("bundle: encode trailer: %w", err)
-		return w.err
-	}
-	w.writeFrame(frameTrailer, body)
+	w.writeFrame(frameTrailer, appendTrailer(nil, &tr))
 	if w.err == nil {
 		if err := w.bw.Flush(); err != nil {
 			w.err = fmt.Errorf("bundle: write: %w", err)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/edgesync/edgesync/internal/cbormsg"
 )
 
 // EncodeBatch validates b and appends its payload to dst: the compression
@@ -217,7 +219,7 @@ func (r *Record) validate(m string, i int, checkData bool) error {
 	if !checkData {
 		return nil
 	}
-	if err := dataDec.Wellformed(r.Data); err != nil {
+	if err := cbormsg.Wellformed(r.Data, dataLimits); err != nil {
 		return invalid(m, f("data"), "not one well-formed CBOR item: "+err.Error())
 	}
 	return nil

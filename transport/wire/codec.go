@@ -1,15 +1,15 @@
 package wire
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math"
 	"runtime"
 	"sync"
 
-	"github.com/fxamacker/cbor/v2"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/edgesync/edgesync/internal/cbormsg"
 )
 
 // MaxDataDepth is how deeply arrays, maps and tags may nest inside
@@ -28,51 +28,22 @@ const zstdWindow = 1 << 20
 // 128 KiB by the zstd format) plus the decoder's over-allocation.
 const zstdSlack = 128<<10 + 64
 
+// The limits of each message, as package cbor's DecOptions would set them.
 var (
-	// encMode writes core deterministic CBOR (RFC 8949 section 4.2.1):
-	// shortest heads, definite lengths, map keys sorted. Equal messages
-	// encode to equal bytes.
-	encMode = func() cbor.UserBufferEncMode {
-		em, err := cbor.CoreDetEncOptions().UserBufferEncMode()
-		if err != nil {
-			panic(err)
-		}
-		return em
-	}()
-
-	// dataDec checks Record.Data, and the values of unknown keys of a
+	// dataLimits check Record.Data, and the values of unknown keys of a
 	// batch, which may hold anything well formed: indefinite lengths, tags.
-	dataDec = mustDecMode(cbor.DecOptions{
+	dataLimits = cbormsg.Limits{
 		MaxNestedLevels:  MaxDataDepth,
 		MaxArrayElements: math.MaxInt32,
 		MaxMapPairs:      math.MaxInt32,
-	}, true)
-	// ackDec decodes acks: a map holding an array of arrays.
-	ackDec = mustDecMode(cbor.DecOptions{MaxNestedLevels: 4, MaxArrayElements: MaxParked, MaxMapPairs: 64}, false)
-	// controlDec decodes state, cmd, config and config status: flat maps,
+		Lenient:          true,
+	}
+	// ackLimits bound acks: a map holding an array of arrays.
+	ackLimits = cbormsg.Limits{MaxNestedLevels: 4, MaxArrayElements: MaxParked, MaxMapPairs: 64}
+	// controlLimits bound state, cmd, config and config status: flat maps,
 	// except Cmd.Args, a map of strings.
-	controlDec = mustDecMode(cbor.DecOptions{MaxNestedLevels: 4, MaxArrayElements: 16, MaxMapPairs: 64}, false)
+	controlLimits = cbormsg.Limits{MaxNestedLevels: 4, MaxArrayElements: 16, MaxMapPairs: 64}
 )
-
-// mustDecMode completes opts with the rules shared by every message:
-// duplicate map keys refused, text strings must be valid UTF-8, byte strings
-// never decode into text fields. Unless lenient, indefinite lengths and
-// tags are refused too: encoders never write them.
-func mustDecMode(opts cbor.DecOptions, lenient bool) cbor.DecMode {
-	opts.DupMapKey = cbor.DupMapKeyEnforcedAPF
-	opts.UTF8 = cbor.UTF8RejectInvalid
-	opts.ByteStringToString = cbor.ByteStringToStringForbidden
-	opts.FieldNameByteString = cbor.FieldNameByteStringForbidden
-	opts.IndefLength, opts.TagsMd = cbor.IndefLengthForbidden, cbor.TagsForbidden
-	if lenient {
-		opts.IndefLength, opts.TagsMd = cbor.IndefLengthAllowed, cbor.TagsAllowed
-	}
-	dm, err := opts.DecMode()
-	if err != nil {
-		panic(err)
-	}
-	return dm
-}
 
 // ValidData reports whether data is exactly one well-formed CBOR data item
 // nesting at most MaxDataDepth deep, with a *FieldError matching ErrInvalid
@@ -82,7 +53,7 @@ func ValidData(data []byte) error {
 	if len(data) == 0 {
 		return invalid("data", "", "missing")
 	}
-	if err := dataDec.Wellformed(data); err != nil {
+	if err := cbormsg.Wellformed(data, dataLimits); err != nil {
 		return invalid("data", "", "not one well-formed CBOR item: "+err.Error())
 	}
 	return nil
@@ -191,31 +162,32 @@ func unzstd(in []byte) ([]byte, *buffer, error) {
 }
 
 // version peeks at key 1 of a CBOR map, to tell a message of another
-// protocol version from a malformed one.
-func version(dm cbor.DecMode, data []byte) (uint64, bool) {
-	var v struct {
-		V *uint64 `cbor:"1,keyasint"`
-	}
-	if dm.Unmarshal(data, &v) != nil || v.V == nil {
+// protocol version from a malformed one: it succeeds where package cbor
+// would decode the map into struct{ V *uint64 `cbor:"1,keyasint"` }.
+func version(l cbormsg.Limits, data []byte) (uint64, bool) {
+	var v *uint64
+	if cbormsg.Unmarshal(data, l, "", []cbormsg.Field{{Key: 1, Dest: &v}}) != nil || v == nil {
 		return 0, false
 	}
-	return *v.V, true
+	return *v, true
 }
 
 func versionError(msg string, v uint64) *FieldError {
 	return &FieldError{Message: msg, Field: "v", Reason: "version " + utoa(v) + ", want " + itoa(Version), Err: ErrVersion}
 }
 
-// decodeCBOR bounds, decodes and reports errors for every plain CBOR message.
-func decodeCBOR(msg string, dm cbor.DecMode, data []byte, limit int, v any) error {
+// decodeCBOR bounds, decodes and reports errors for every plain CBOR
+// message: data must be a map, whose keys go to fields, as package cbor
+// would decode it into the struct of Go type name.
+func decodeCBOR(msg string, l cbormsg.Limits, data []byte, limit int, name string, fields []cbormsg.Field) error {
 	if len(data) > limit {
 		return tooLarge(msg, "", fmt.Sprintf("%d bytes, more than %d", len(data), limit))
 	}
 	if len(data) == 0 {
 		return malformed(msg, fmt.Errorf("empty payload"))
 	}
-	if err := dm.Unmarshal(data, v); err != nil {
-		if ver, ok := version(dm, data); ok && ver != Version {
+	if err := cbormsg.Unmarshal(data, l, name, fields); err != nil {
+		if ver, ok := version(l, data); ok && ver != Version {
 			return versionError(msg, ver)
 		}
 		return decodeError(msg, err)
@@ -226,28 +198,21 @@ func decodeCBOR(msg string, dm cbor.DecMode, data []byte, limit int, v any) erro
 // decodeError tells a CBOR limit (ErrTooLarge) from other decoding errors
 // (ErrMalformed).
 func decodeError(msg string, err error) *FieldError {
-	var (
-		arr   *cbor.MaxArrayElementsError
-		pairs *cbor.MaxMapPairsError
-		depth *cbor.MaxNestedLevelError
-	)
-	if errors.As(err, &arr) || errors.As(err, &pairs) || errors.As(err, &depth) {
+	var limit *cbormsg.LimitError
+	if errors.As(err, &limit) {
 		return tooLarge(msg, "", err.Error())
 	}
 	return malformed(msg, err)
 }
 
-// encodeCBOR appends v's deterministic encoding to dst, or returns dst
-// unchanged and ErrTooLarge when it is over limit.
-func encodeCBOR(msg string, dst []byte, v any, limit int) ([]byte, error) {
-	n0 := len(dst)
-	bb := bytes.NewBuffer(dst)
-	if err := encMode.MarshalToBuffer(v, bb); err != nil {
-		return dst[:n0], invalid(msg, "", "encode: "+err.Error())
-	}
-	out := bb.Bytes()
+// checkSize returns out, a message appended to dst[:n0], or dst[:n0] and
+// ErrTooLarge when the message is over limit.
+func checkSize(msg string, out []byte, n0, limit int) ([]byte, error) {
 	if len(out)-n0 > limit {
-		return dst[:n0], tooLarge(msg, "", fmt.Sprintf("%d bytes, more than %d", len(out)-n0, limit))
+		return out[:n0], tooLarge(msg, "", fmt.Sprintf("%d bytes, more than %d", len(out)-n0, limit))
 	}
 	return out, nil
 }
+
+// key appends a map key below 24 (every key of the protocol's messages).
+func key(dst []byte, k byte) []byte { return append(dst, cbormsg.MajorUint|k) }

@@ -1,10 +1,14 @@
 package wire
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"maps"
 	"slices"
+	"strings"
 	"unicode/utf8"
+
+	"github.com/edgesync/edgesync/internal/cbormsg"
 )
 
 // State is what the agent publishes, retained, on {p}/{d}/state: when it
@@ -29,13 +33,39 @@ func EncodeState(dst []byte, s *State) ([]byte, error) {
 	if err := s.Validate(); err != nil {
 		return dst, err
 	}
-	return encodeCBOR("state", dst, s, MaxControlBytes)
+	n0 := len(dst)
+	dst = cbormsg.AppendHead(dst, cbormsg.MajorMap, 11)
+	dst = cbormsg.AppendUint(key(dst, 1), uint64(s.V))
+	dst = cbormsg.AppendText(key(dst, 2), s.Device)
+	dst = cbormsg.AppendBool(key(dst, 3), s.Online)
+	dst = cbormsg.AppendText(key(dst, 4), s.BootID)
+	dst = cbormsg.AppendUint(key(dst, 5), s.Epoch)
+	dst = cbormsg.AppendUint(key(dst, 6), s.Head)
+	dst = cbormsg.AppendUint(key(dst, 7), s.Watermark)
+	dst = cbormsg.AppendUint(key(dst, 8), s.Depth)
+	dst = cbormsg.AppendUint(key(dst, 9), s.DepthBytes)
+	dst = cbormsg.AppendUint(key(dst, 10), s.OldestAgeMillis)
+	dst = cbormsg.AppendInt(key(dst, 11), s.Time)
+	return checkSize("state", dst, n0, MaxControlBytes)
 }
 
 // DecodeState decodes and validates a payload published on {p}/{d}/state.
 func DecodeState(payload []byte) (*State, error) {
 	s := new(State)
-	if err := decodeCBOR("state", controlDec, payload, MaxControlBytes, s); err != nil {
+	fields := []cbormsg.Field{
+		{Key: 1, Dest: &s.V},
+		{Key: 2, Dest: &s.Device},
+		{Key: 3, Dest: &s.Online},
+		{Key: 4, Dest: &s.BootID},
+		{Key: 5, Dest: &s.Epoch},
+		{Key: 6, Dest: &s.Head},
+		{Key: 7, Dest: &s.Watermark},
+		{Key: 8, Dest: &s.Depth},
+		{Key: 9, Dest: &s.DepthBytes},
+		{Key: 10, Dest: &s.OldestAgeMillis},
+		{Key: 11, Dest: &s.Time},
+	}
+	if err := decodeCBOR("state", controlLimits, payload, MaxControlBytes, "wire.State", fields); err != nil {
 		return nil, err
 	}
 	if err := s.Validate(); err != nil {
@@ -95,13 +125,55 @@ func EncodeCmd(dst []byte, c *Cmd) ([]byte, error) {
 	if err := c.Validate(); err != nil {
 		return dst, err
 	}
-	return encodeCBOR("cmd", dst, c, MaxControlBytes)
+	n0 := len(dst)
+	pairs := uint64(4)
+	if c.Epoch != 0 {
+		pairs++
+	}
+	if len(c.Args) > 0 {
+		pairs++
+	}
+	if c.IssuedAt != 0 {
+		pairs++
+	}
+	dst = cbormsg.AppendHead(dst, cbormsg.MajorMap, pairs)
+	dst = cbormsg.AppendUint(key(dst, 1), uint64(c.V))
+	dst = cbormsg.AppendText(key(dst, 2), c.ID)
+	dst = cbormsg.AppendText(key(dst, 3), c.Name)
+	dst = cbormsg.AppendUint(key(dst, 4), c.From)
+	if c.Epoch != 0 {
+		dst = cbormsg.AppendUint(key(dst, 5), c.Epoch)
+	}
+	if len(c.Args) > 0 {
+		dst = cbormsg.AppendHead(key(dst, 6), cbormsg.MajorMap, uint64(len(c.Args)))
+		// Core deterministic order: by encoded key, which for text is
+		// shorter first, then bytewise.
+		names := slices.SortedFunc(maps.Keys(c.Args), func(a, b string) int {
+			return cmp.Or(cmp.Compare(len(a), len(b)), strings.Compare(a, b))
+		})
+		for _, k := range names {
+			dst = cbormsg.AppendText(cbormsg.AppendText(dst, k), c.Args[k])
+		}
+	}
+	if c.IssuedAt != 0 {
+		dst = cbormsg.AppendInt(key(dst, 7), c.IssuedAt)
+	}
+	return checkSize("cmd", dst, n0, MaxControlBytes)
 }
 
 // DecodeCmd decodes and validates a payload published on {p}/{d}/cmd.
 func DecodeCmd(payload []byte) (*Cmd, error) {
 	c := new(Cmd)
-	if err := decodeCBOR("cmd", controlDec, payload, MaxControlBytes, c); err != nil {
+	fields := []cbormsg.Field{
+		{Key: 1, Dest: &c.V},
+		{Key: 2, Dest: &c.ID},
+		{Key: 3, Dest: &c.Name},
+		{Key: 4, Dest: &c.From},
+		{Key: 5, Dest: &c.Epoch},
+		{Key: 6, Dest: &c.Args},
+		{Key: 7, Dest: &c.IssuedAt},
+	}
+	if err := decodeCBOR("cmd", controlLimits, payload, MaxControlBytes, "wire.Cmd", fields); err != nil {
 		return nil, err
 	}
 	if err := c.Validate(); err != nil {
@@ -167,7 +239,27 @@ func EncodeConfig(dst []byte, c *Config) ([]byte, error) {
 	if err := c.Validate(); err != nil {
 		return dst, err
 	}
-	return encodeCBOR("config", dst, c, MaxControlBytes)
+	n0 := len(dst)
+	pairs := uint64(5)
+	if c.KeyID != "" {
+		pairs++
+	}
+	if len(c.Signature) > 0 {
+		pairs++
+	}
+	dst = cbormsg.AppendHead(dst, cbormsg.MajorMap, pairs)
+	dst = cbormsg.AppendUint(key(dst, 1), uint64(c.V))
+	dst = cbormsg.AppendText(key(dst, 2), c.Target)
+	dst = cbormsg.AppendUint(key(dst, 3), c.Version)
+	dst = cbormsg.AppendBytes(key(dst, 4), c.Body) // null when nil
+	dst = cbormsg.AppendInt(key(dst, 5), c.IssuedAt)
+	if c.KeyID != "" {
+		dst = cbormsg.AppendText(key(dst, 6), c.KeyID)
+	}
+	if len(c.Signature) > 0 {
+		dst = cbormsg.AppendBytes(key(dst, 7), c.Signature)
+	}
+	return checkSize("config", dst, n0, MaxControlBytes)
 }
 
 // DecodeConfig decodes and validates a payload published on {p}/{d}/config
@@ -175,7 +267,16 @@ func EncodeConfig(dst []byte, c *Config) ([]byte, error) {
 // the caller still has to check that Target is the topic's.
 func DecodeConfig(payload []byte) (*Config, error) {
 	c := new(Config)
-	if err := decodeCBOR("config", controlDec, payload, MaxControlBytes, c); err != nil {
+	fields := []cbormsg.Field{
+		{Key: 1, Dest: &c.V},
+		{Key: 2, Dest: &c.Target},
+		{Key: 3, Dest: &c.Version},
+		{Key: 4, Dest: &c.Body},
+		{Key: 5, Dest: &c.IssuedAt},
+		{Key: 6, Dest: &c.KeyID},
+		{Key: 7, Dest: &c.Signature},
+	}
+	if err := decodeCBOR("config", controlLimits, payload, MaxControlBytes, "wire.Config", fields); err != nil {
 		return nil, err
 	}
 	if err := c.Validate(); err != nil {
@@ -233,14 +334,38 @@ func EncodeConfigStatus(dst []byte, s *ConfigStatus) ([]byte, error) {
 	if err := s.Validate(); err != nil {
 		return dst, err
 	}
-	return encodeCBOR("config status", dst, s, MaxControlBytes)
+	n0 := len(dst)
+	pairs := uint64(6)
+	if s.Error != "" {
+		pairs++
+	}
+	dst = cbormsg.AppendHead(dst, cbormsg.MajorMap, pairs)
+	dst = cbormsg.AppendUint(key(dst, 1), uint64(s.V))
+	dst = cbormsg.AppendText(key(dst, 2), s.Device)
+	dst = cbormsg.AppendUint(key(dst, 3), s.Version)
+	dst = cbormsg.AppendUint(key(dst, 4), s.FleetVersion)
+	dst = cbormsg.AppendBool(key(dst, 5), s.Applied)
+	if s.Error != "" {
+		dst = cbormsg.AppendText(key(dst, 6), s.Error)
+	}
+	dst = cbormsg.AppendInt(key(dst, 7), s.Time)
+	return checkSize("config status", dst, n0, MaxControlBytes)
 }
 
 // DecodeConfigStatus decodes and validates a payload published on
 // {p}/{d}/config/status.
 func DecodeConfigStatus(payload []byte) (*ConfigStatus, error) {
 	s := new(ConfigStatus)
-	if err := decodeCBOR("config status", controlDec, payload, MaxControlBytes, s); err != nil {
+	fields := []cbormsg.Field{
+		{Key: 1, Dest: &s.V},
+		{Key: 2, Dest: &s.Device},
+		{Key: 3, Dest: &s.Version},
+		{Key: 4, Dest: &s.FleetVersion},
+		{Key: 5, Dest: &s.Applied},
+		{Key: 6, Dest: &s.Error},
+		{Key: 7, Dest: &s.Time},
+	}
+	if err := decodeCBOR("config status", controlLimits, payload, MaxControlBytes, "wire.ConfigStatus", fields); err != nil {
 		return nil, err
 	}
 	if err := s.Validate(); err != nil {

@@ -3,6 +3,8 @@ package wire
 import (
 	"errors"
 	"math"
+
+	"github.com/edgesync/edgesync/internal/cbormsg"
 )
 
 // decodeBatchBody parses a batch body into b. It is written by hand, not
@@ -171,8 +173,9 @@ func (r *bodyReader) length(field string, major byte, limit int, what string) in
 }
 
 // item reads one well-formed data item of any kind, within MaxDataDepth,
-// and returns it, aliasing the body. itemEnd finds where it ends; package
-// cbor then judges it, exactly as ValidData does on the encoder's side.
+// and returns it, aliasing the body. itemEnd finds where it ends;
+// cbormsg.Wellformed then judges it, exactly as ValidData does on the
+// encoder's side.
 func (r *bodyReader) item(field string) []byte {
 	if r.err != nil {
 		return nil
@@ -183,8 +186,8 @@ func (r *bodyReader) item(field string) []byte {
 	}
 	end := itemEnd(r.b, r.off, 0)
 	if end < 0 {
-		// Let package cbor say what is wrong.
-		err := dataDec.Wellformed(r.b[r.off:])
+		// Let cbormsg say what is wrong.
+		err := cbormsg.Wellformed(r.b[r.off:], dataLimits)
 		if err == nil {
 			err = errors.New("not well formed")
 		}
@@ -192,7 +195,7 @@ func (r *bodyReader) item(field string) []byte {
 		return nil
 	}
 	t := r.b[r.off:end]
-	if err := dataDec.Wellformed(t); err != nil {
+	if err := cbormsg.Wellformed(t, dataLimits); err != nil {
 		r.fail(field, err.Error())
 		return nil
 	}
@@ -202,7 +205,7 @@ func (r *bodyReader) item(field string) []byte {
 
 // itemEnd returns the offset just past the CBOR data item that starts at
 // off in b, or -1 when there is none. For a well-formed item it is exact;
-// it is not a full check of well-formedness (package cbor does that), only
+// it is not a full check of well-formedness (cbormsg.Wellformed is), only
 // bounded: it never reads past b, nests at most MaxDataDepth+1 deep and
 // takes time linear in the item.
 func itemEnd(b []byte, off, depth int) int {

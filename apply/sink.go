@@ -200,10 +200,20 @@ func (s *Sink) handleAck(_ mqtt.Client, m mqtt.Message) {
 }
 
 func (s *Sink) worker(ctx context.Context, q chan message, wakes chan wake) {
-	w := &worker{s: s, b: new(wire.Batch)}
+	w := &worker{s: s, b: new(wire.Batch), marks: map[string]mark{}}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		// Acks first: they are cheap, let held batches through, and tell
+		// which polls are not needed.
+		for drained := false; !drained; {
+			select {
+			case k := <-wakes:
+				w.woken(ctx, k)
+			default:
+				drained = true
+			}
+		}
 		var wake <-chan time.Time
 		if next, ok := w.nextTry(); ok {
 			timer.Reset(time.Until(next))
@@ -212,12 +222,12 @@ func (s *Sink) worker(ctx context.Context, q chan message, wakes chan wake) {
 		select {
 		case <-ctx.Done():
 			return
-		case m := <-q:
-			w.receive(ctx, m)
 		case k := <-wakes:
 			w.woken(ctx, k)
 		case <-wake:
 			w.retryDue(ctx)
+		case m := <-q:
+			w.receive(ctx, m)
 		}
 	}
 }
@@ -230,13 +240,29 @@ func (s *Sink) worker(ctx context.Context, q chan message, wakes chan wake) {
 // behind more batches of the same device. So the worker does not answer gap
 // at once, nor does it wait and block the batches behind it: it holds the
 // batch and goes on. It tries a device's held batches again, lowest seq
-// first, as soon as a batch of the device was applied here, and otherwise
-// polls the lowest one every few milliseconds (each try locks the device's
-// watermark row, so it also waits for a commit in progress at another sink).
-// Only when the device's watermark has not moved for store.gap_wait is the
-// batch answered gap (and then the device's other held batches at once),
-// and the agent resends from its watermark.
-const maxHeld = 64 // batches held per worker; past it the one held longest is answered at once
+// first, as soon as a batch of the device was applied here or an ack of
+// another sink shows the batch in front applied, and otherwise polls the
+// lowest one every 5 to 40ms, every 200ms while acks show the device moving
+// (each try locks the device's watermark row, so it also waits for a commit
+// in progress at another sink). Only when the device's watermark has not
+// moved for store.gap_wait is the batch answered gap (and then the device's
+// other held batches at once), and the agent resends from its watermark.
+//
+// The worker remembers the highest watermark of each of its devices that
+// acks and its own commits have shown (a mark). A batch that starts past it
+// is held without a try: the mark can only lag the database, and the ack
+// that moves it wakes the batch.
+const (
+	maxHeld       = 64                    // batches held per worker; past it the one held longest is answered at once
+	holdFirstPoll = 5 * time.Millisecond  // the first poll of a held batch
+	holdMaxPoll   = 40 * time.Millisecond // polls back off to this
+	// holdAckPoll is the poll while acks show the device moving: they wake
+	// the batch, and the poll only covers an ack that got lost.
+	holdAckPoll = 200 * time.Millisecond
+)
+
+// mark is the highest watermark of a device the worker knows of.
+type mark struct{ epoch, through uint64 }
 
 // heldBatch is a decoded batch waiting for the batch in front of it.
 type heldBatch struct {
@@ -254,9 +280,17 @@ type heldBatch struct {
 // worker applies the batches of the devices hashed to one queue in the order
 // they arrive, except for held batches. It is owned by one goroutine.
 type worker struct {
-	s    *Sink
-	b    *wire.Batch  // decode buffer; replaced when its batch is held
-	held []*heldBatch // by first seq: a device's batches in the order they apply
+	s     *Sink
+	b     *wire.Batch  // decode buffer; replaced when its batch is held
+	held  []*heldBatch // by first seq: a device's batches in the order they apply
+	marks map[string]mark
+}
+
+// learn raises device's mark; a new epoch replaces it.
+func (w *worker) learn(device string, epoch, through uint64) {
+	if m, ok := w.marks[device]; !ok || m.epoch != epoch || through > m.through {
+		w.marks[device] = mark{epoch: epoch, through: through}
+	}
 }
 
 // outcome of one try.
@@ -285,7 +319,16 @@ func (w *worker) receive(ctx context.Context, m message) {
 	}
 	p := s.policy.Load()
 	h := &heldBatch{device: m.device, b: w.b, pb: s.store.prepare(w.b, p), p: p, first: firstSeq(w.b),
-		deadline: time.Now().Add(s.cfg.Store.GapWait), delay: firstRetryDelay}
+		deadline: time.Now().Add(s.cfg.Store.GapWait), delay: holdFirstPoll}
+	if k, ok := w.marks[m.device]; ok && k.epoch == w.b.Epoch && k.through+1 < h.first && s.cfg.Store.GapWait > 0 {
+		// Known to start past the watermark: hold it without a try; the
+		// ack that lets it through wakes it, and polls are the fallback.
+		h.seen = k.through
+		h.delay = holdAckPoll
+		w.b = new(wire.Batch)
+		w.hold(ctx, h)
+		return
+	}
 	switch w.try(ctx, h) {
 	case outcomeHeld:
 		w.b = new(wire.Batch) // h keeps the records
@@ -324,6 +367,7 @@ func (w *worker) try(ctx context.Context, h *heldBatch) outcome {
 		res, err := s.store.tryApply(ctx, h.device, h.pb, h.p, start.Before(h.deadline))
 		if err == nil {
 			s.ApplyLatency.Observe(time.Since(start))
+			w.learn(h.device, res.Epoch, res.AppliedThrough)
 			s.applied(h.device, h.b, res)
 			if res.Status == wire.StatusGap {
 				return outcomeGapped
@@ -331,10 +375,11 @@ func (w *worker) try(ctx context.Context, h *heldBatch) outcome {
 			return outcomeDone
 		}
 		if errors.Is(err, errGapRetry) {
+			w.learn(h.device, res.Epoch, res.AppliedThrough)
 			if res.AppliedThrough > h.seen { // the device moves on: keep waiting
 				h.seen = res.AppliedThrough
 				h.deadline = time.Now().Add(s.cfg.Store.GapWait)
-				h.delay = firstRetryDelay
+				h.delay = holdFirstPoll
 			}
 			return outcomeHeld
 		}
@@ -384,7 +429,9 @@ func (h *heldBatch) schedule(now time.Time) {
 	if h.next.After(h.deadline) {
 		h.next = h.deadline
 	}
-	h.delay = min(2*h.delay, maxRetryDelay)
+	if h.delay < holdMaxPoll {
+		h.delay = min(2*h.delay, holdMaxPoll)
+	}
 }
 
 func (w *worker) remove(h *heldBatch) {
@@ -410,6 +457,9 @@ func (w *worker) follow(ctx context.Context, device string) {
 		// The device has just moved on: its next batch waits afresh.
 		if d := time.Now().Add(w.s.cfg.Store.GapWait); h.deadline.Before(d) {
 			h.deadline = d
+		}
+		if k := w.marks[device]; k.epoch == h.b.Epoch && k.through+1 < h.first {
+			return // not its turn yet: the batch in front is elsewhere
 		}
 		switch w.try(ctx, h) {
 		case outcomeHeld:
@@ -490,17 +540,23 @@ func (w *worker) retryHead(ctx context.Context, h *heldBatch) bool {
 // another sink applied the batch in front of it, and keeps waiting while
 // acks show that the device moves on.
 func (w *worker) woken(ctx context.Context, k wake) {
-	h := w.head(k.device)
-	if h == nil {
+	a, err := wire.DecodeAck(k.payload)
+	if err != nil || a.Device != k.device || !wire.ValidEpoch(a.Epoch) {
 		return
 	}
-	a, err := wire.DecodeAck(k.payload)
-	if err != nil || a.Device != k.device || a.Epoch != h.b.Epoch || a.AppliedThrough <= h.seen {
+	w.learn(a.Device, a.Epoch, a.AppliedThrough)
+	h := w.head(k.device)
+	if h == nil || a.Epoch != h.b.Epoch || a.AppliedThrough <= h.seen {
 		return
 	}
 	if a.AppliedThrough+1 < h.first {
+		// The device moves on, and acks say so: wait for the next one
+		// rather than poll.
+		now := time.Now()
 		h.seen = a.AppliedThrough
-		h.deadline = time.Now().Add(w.s.cfg.Store.GapWait)
+		h.deadline = now.Add(w.s.cfg.Store.GapWait)
+		h.delay = holdAckPoll
+		h.schedule(now)
 		return
 	}
 	w.retryHead(ctx, h)

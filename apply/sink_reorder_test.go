@@ -107,8 +107,8 @@ func TestSinkHoldsEarlyBatches(t *testing.T) {
 func TestSinkAnswersGapAfterGapWait(t *testing.T) {
 	r := newHoldRig(t, "")
 	wait := r.sink.cfg.Store.GapWait
-	if wait != time.Second {
-		t.Fatalf("gap_wait %v, want the default 1s", wait)
+	if wait != 2*time.Second {
+		t.Fatalf("gap_wait %v, want the default 2s", wait)
 	}
 	start := time.Now()
 	r.publish("gw-1", testBatch(t, "gw-1", 7, 6, 5, "reading", 2))

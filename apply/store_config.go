@@ -67,9 +67,11 @@ type StoreConfig struct {
 	// late, being committed by another sink of the shared group or queued
 	// behind it in this one. The sink holds such a batch without blocking the
 	// others and tries it again as soon as the batch in front was applied
-	// here, otherwise every 2 to 20ms (see Sink). Store.Apply, used without
-	// the sink runner, retries for as long, PostgreSQL only, sleeping between
-	// tries. Default 1s; zero answers gap at once.
+	// here or at another sink, otherwise every 5 to 40ms; it waits as long
+	// as the device's watermark moves, and answers gap once it has not moved
+	// for GapWait (see Sink). Store.Apply, used without the sink runner,
+	// retries for GapWait, PostgreSQL only, sleeping between tries.
+	// Default 2s; zero answers gap at once.
 	GapWait time.Duration `yaml:"gap_wait"`
 	// MaxConns is the PostgreSQL connection pool size. Default 0: pgx's
 	// default, the larger of 4 and the number of CPUs.
@@ -78,7 +80,7 @@ type StoreConfig struct {
 
 // DefaultStoreConfig returns the defaults; URL must still be set.
 func DefaultStoreConfig() StoreConfig {
-	return StoreConfig{GapWait: time.Second}
+	return StoreConfig{GapWait: 2 * time.Second}
 }
 
 // Validate reports every problem of c at once, naming each key as written in

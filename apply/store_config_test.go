@@ -47,7 +47,7 @@ func TestStoreConfig(t *testing.T) {
 		t.Errorf("config %+v: %v", c, err)
 	}
 	c = DefaultStoreConfig()
-	if c.GapWait != time.Second {
+	if c.GapWait != 2*time.Second {
 		t.Errorf("default gap_wait %v", c.GapWait)
 	}
 	bad := StoreConfig{URL: "sqlite:///x.db", PasswordFile: "/pw", GapWait: -1, MaxConns: -1}

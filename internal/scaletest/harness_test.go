@@ -86,6 +86,102 @@ func (p *proc) kill() {
 	}
 }
 
+// pid is the process id, 0 when it is not running.
+func (p *proc) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// clockTicks is USER_HZ, the unit of CPU times in /proc: 100 on every Linux
+// the tests run on.
+const clockTicks = 100
+
+// cpuSeconds is the user and system CPU time of process pid (0: none), with
+// children it reaped when children is set.
+func cpuSeconds(pid int, children bool) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17.
+	if len(f) < 15 {
+		return 0
+	}
+	var ticks float64
+	n := 2
+	if children {
+		n = 4
+	}
+	for _, v := range f[11 : 11+n] {
+		x, _ := strconv.ParseFloat(v, 64)
+		ticks += x
+	}
+	return ticks / clockTicks
+}
+
+// treeCPUSeconds is the CPU time of pid, of its living children and of the
+// children it reaped: for PostgreSQL, the postmaster and every backend.
+func treeCPUSeconds(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	total := cpuSeconds(pid, true)
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			total += cpuSeconds(child, false)
+		}
+	}
+	return total
+}
+
+// findProcess returns the pid of a process whose program's base name is
+// name and whose command line (NUL-separated) holds arg; 0 when none.
+func findProcess(name, arg string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		argv0, _, _ := bytes.Cut(b, []byte{0})
+		if filepath.Base(string(argv0)) == name && bytes.Contains(append(b, 0), []byte(arg)) {
+			return pid
+		}
+	}
+	return 0
+}
+
 // sinkSettings are the sink configuration keys the tests vary; zero values
 // leave the key out (the sink's default).
 type sinkSettings struct {
@@ -550,6 +646,10 @@ type counters struct {
 	StoreErrors   float64 // sinks: transient store errors
 	Rollbacks     float64 // database: transactions rolled back (tries of held batches)
 	Commits       float64 // database: transactions committed
+	ApplySeconds  float64 // sinks: time in transactions that applied a batch
+	Applies       float64 // sinks: such transactions
+	// CPU seconds (user and system) used by each kind of process.
+	CPUDatabase, CPUSinks, CPUBroker, CPUAgents float64
 }
 
 func (k counters) sub(o counters) counters {
@@ -559,7 +659,18 @@ func (k counters) sub(o counters) counters {
 		SinkBatches: k.SinkBatches - o.SinkBatches, SinkGapAcks: k.SinkGapAcks - o.SinkGapAcks,
 		SinkDropped: k.SinkDropped - o.SinkDropped, StoreErrors: k.StoreErrors - o.StoreErrors,
 		Rollbacks: k.Rollbacks - o.Rollbacks, Commits: k.Commits - o.Commits,
+		ApplySeconds: k.ApplySeconds - o.ApplySeconds, Applies: k.Applies - o.Applies,
+		CPUDatabase: k.CPUDatabase - o.CPUDatabase, CPUSinks: k.CPUSinks - o.CPUSinks,
+		CPUBroker: k.CPUBroker - o.CPUBroker, CPUAgents: k.CPUAgents - o.CPUAgents,
 	}
+}
+
+// MeanApply is the mean time of a transaction that applied a batch.
+func (k counters) MeanApply() time.Duration {
+	if k.Applies == 0 {
+		return 0
+	}
+	return time.Duration(k.ApplySeconds / k.Applies * float64(time.Second))
 }
 
 // ResentPct is the share of published batches that were resends.
@@ -594,7 +705,17 @@ func (c *cluster) Counters() counters {
 		k.SinkGapAcks += m[`edgesync_sink_batches_total{result="gap"}`]
 		k.SinkDropped += m[`edgesync_sink_batches_total{result="dropped_queue_full"}`]
 		k.StoreErrors += m["edgesync_sink_store_errors_total"]
+		k.ApplySeconds += m["edgesync_sink_apply_seconds_sum"]
+		k.Applies += m["edgesync_sink_apply_seconds_count"]
 	}
+	for _, s := range c.sinks {
+		k.CPUSinks += cpuSeconds(s.proc.pid(), false)
+	}
+	for _, a := range c.agents {
+		k.CPUAgents += cpuSeconds(a.proc.pid(), false)
+	}
+	k.CPUBroker = cpuSeconds(findProcess("mosquitto", c.mq.ConfigFile()), false)
+	k.CPUDatabase = treeCPUSeconds(findProcess("postgres", "-p\x00"+strconv.Itoa(c.pg.Port())+"\x00"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// Statistics reach pg_stat_database within a second or so.

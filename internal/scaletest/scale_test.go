@@ -28,9 +28,9 @@ func TestSharedGroupKill(t *testing.T) {
 	res, wait := c.Run(l, 5*time.Minute)
 
 	c.WaitApplied(int64(total)/20, 2*time.Minute)
-	k0 := c.Counters()
+	k0, a0 := c.Counters(), c.Applied()
 	c.WaitApplied(int64(total)*3/10, 2*time.Minute)
-	steady := c.Counters().sub(k0)
+	steady, steadyRecords := c.Counters().sub(k0), c.Applied()-a0
 	c.sinks[1].proc.kill()
 	at := c.Applied()
 	t.Logf("%v: SIGKILL %s at %d records applied", since(), c.sinks[1].id, at)
@@ -55,8 +55,11 @@ func TestSharedGroupKill(t *testing.T) {
 	c.VerifyExactlyOnce(res)
 
 	k := c.Counters()
-	t.Logf("steady state (5%% to 30%% applied, 3 sinks): batches sent %.0f, resent %.0f (%.2f%%), gap answers %.0f",
-		steady.BatchesSent, steady.BatchesResent, steady.ResentPct(), steady.SinkGapAcks)
+	t.Logf("steady state (5%% to 30%% applied, 3 sinks): %d records, batches sent %.0f, resent %.0f (%.2f%%), gap answers %.0f, "+
+		"mean apply %v; cpu_s postgres %.2f, sinks %.2f, mosquitto %.2f, agents %.2f",
+		steadyRecords, steady.BatchesSent, steady.BatchesResent, steady.ResentPct(), steady.SinkGapAcks,
+		steady.MeanApply().Round(100*time.Microsecond),
+		steady.CPUDatabase, steady.CPUSinks, steady.CPUBroker, steady.CPUAgents)
 	t.Logf("whole run with the kills: batches sent %.0f, resent %.0f (%.2f%%), agent resends %.0f",
 		k.BatchesSent, k.BatchesResent, k.ResentPct(), k.Resends)
 	if steady.BatchesSent < 100 {
@@ -80,9 +83,17 @@ type drainResult struct {
 func (r drainResult) Rate() float64 { return float64(r.Records) / r.Elapsed.Seconds() }
 
 func (r drainResult) String() string {
-	return fmt.Sprintf("sinks=%d records=%d time=%v overall=%.0f rec/s steady=%.0f rec/s batches=%.0f resent=%.0f (%.2f%%) gap_answers=%.0f held_tries=%.0f",
+	perCPU := func(sec float64) float64 {
+		if sec <= 0 {
+			return 0
+		}
+		return float64(r.Records) / sec
+	}
+	return fmt.Sprintf("sinks=%d records=%d time=%v overall=%.0f rec/s steady=%.0f rec/s batches=%.0f resent=%.0f (%.2f%%) gap_answers=%.0f held_tries=%.0f mean_apply=%v "+
+		"cpu_s: postgres=%.2f sinks=%.2f mosquitto=%.2f agents=%.2f; records per cpu-second: postgres=%.0f sinks=%.0f",
 		r.Sinks, r.Records, r.Elapsed.Round(time.Millisecond), r.Rate(), r.Steady, r.K.BatchesSent, r.K.BatchesResent,
-		r.K.ResentPct(), r.K.SinkGapAcks, r.K.Rollbacks)
+		r.K.ResentPct(), r.K.SinkGapAcks, r.K.Rollbacks, r.K.MeanApply().Round(100*time.Microsecond),
+		r.K.CPUDatabase, r.K.CPUSinks, r.K.CPUBroker, r.K.CPUAgents, perCPU(r.K.CPUDatabase), perCPU(r.K.CPUSinks))
 }
 
 // measureDrain fills the agents' outboxes while they cannot reach the
@@ -107,7 +118,7 @@ func measureDrain(t *testing.T, cfg clusterConfig, l load) drainResult {
 }
 
 // TestSharedGroupThroughput measures what a shared group costs: eight agents
-// fill their outboxes with 100,000 records in all (200,000 and three rounds
+// fill their outboxes with 100,000 records in all (500,000 and three rounds
 // with EDGESYNC_LONG=1) while cut off from the broker, then send them at
 // once, to one sink and to three sinks in one group, each time on a fresh
 // broker and database. It reports records/s (overall, and steady from 10% to
@@ -118,7 +129,7 @@ func measureDrain(t *testing.T, cfg clusterConfig, l load) drainResult {
 func TestSharedGroupThroughput(t *testing.T) {
 	total, devices, rounds := 100000, 8, 1
 	if testenv.Long() {
-		total, rounds = 200000, 3
+		total, rounds = 500000, 3
 	}
 	l := load{PerDevice: total / devices, PerRequest: 500, PadBytes: 100}
 	results := map[int][]drainResult{}

@@ -128,6 +128,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.subscribeConfig(c)
 			go a.publishConfigStatus(nil, false, true, "")
 		},
+		Default: func(_ mqtt.Client, m mqtt.Message) {
+			if !up.Handle(m) {
+				a.handleConfigMessage(m)
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)

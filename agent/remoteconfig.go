@@ -187,16 +187,26 @@ func (a *Agent) subscribeConfig(c mqtt.Client) {
 	if !a.cfg.RemoteConfig.enabled() {
 		return
 	}
-	handler := func(_ mqtt.Client, m mqtt.Message) {
-		select {
-		case a.configs <- m.Payload():
-		default: // a flood: the retained message comes again on reconnect
-		}
-	}
 	c.SubscribeMultiple(map[string]byte{
 		wire.ConfigTopic(a.cfg.TopicPrefix, a.cfg.DeviceID): 1,
 		wire.FleetConfigTopic(a.cfg.TopicPrefix):            1,
-	}, handler)
+	}, func(_ mqtt.Client, m mqtt.Message) { a.handleConfigMessage(m) })
+}
+
+// handleConfigMessage hands a config message to the agent; it never blocks.
+func (a *Agent) handleConfigMessage(m mqtt.Message) {
+	if !a.cfg.RemoteConfig.enabled() {
+		return
+	}
+	switch m.Topic() {
+	case wire.ConfigTopic(a.cfg.TopicPrefix, a.cfg.DeviceID), wire.FleetConfigTopic(a.cfg.TopicPrefix):
+	default:
+		return
+	}
+	select {
+	case a.configs <- m.Payload():
+	default: // a flood: the retained message comes again on reconnect
+	}
 }
 
 // handleConfig checks a configuration message; it returns true when the

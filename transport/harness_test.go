@@ -273,7 +273,8 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		KeepAlive: 2 * time.Second, ConnectTimeout: 2 * time.Second},
 		mqttx.Options{ClientID: o.device, Logger: quiet(),
 			Will:      &mqttx.Will{Topic: wire.StateTopic("edgesync", o.device), Payload: OfflineState(o.device, "boot-1"), Retained: true},
-			OnConnect: func(c paho.Client) { up.Subscribe(c) }})
+			OnConnect: func(c paho.Client) { up.Subscribe(c) },
+			Default:   func(_ paho.Client, m paho.Message) { up.Handle(m) }})
 	if err != nil {
 		t.Fatal(err)
 	}

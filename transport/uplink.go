@@ -204,13 +204,23 @@ func (u *Uplink) HandleCmd(payload []byte) {
 // from the connection's OnConnect.
 func (u *Uplink) Subscribe(c mqtt.Client) {
 	c.SubscribeMultiple(map[string]byte{u.ackTopic: 1, u.cmdTopic: 1}, func(_ mqtt.Client, m mqtt.Message) {
-		switch m.Topic() {
-		case u.ackTopic:
-			u.HandleAck(m.Payload())
-		case u.cmdTopic:
-			u.HandleCmd(m.Payload())
-		}
+		u.Handle(m)
 	})
+}
+
+// Handle takes an ack or command message and reports whether the topic was
+// one of the uplink's. Use it in the connection's default handler too: with a
+// persistent session, queued acks arrive before the subscription is renewed.
+func (u *Uplink) Handle(m mqtt.Message) bool {
+	switch m.Topic() {
+	case u.ackTopic:
+		u.HandleAck(m.Payload())
+	case u.cmdTopic:
+		u.HandleCmd(m.Payload())
+	default:
+		return false
+	}
+	return true
 }
 
 // Kick makes the uplink look at the outbox now (for example after a resend

@@ -194,14 +194,22 @@ type Options struct {
 	MaxResumePubInFlight int
 	// CleanSession; false (the default) keeps the session across reconnects.
 	CleanSession bool
-	Logger       *slog.Logger
+	// Default receives every message that no subscription's handler takes:
+	// with a persistent session the broker sends queued messages right
+	// after CONNACK, before OnConnect has subscribed again. It must not block.
+	Default mqtt.MessageHandler
+	Logger  *slog.Logger
 }
+
+// mqttClient wraps the paho client so that it can sit in an atomic.Pointer.
+type mqttClient struct{ mqtt.Client }
 
 // Conn is a supervised MQTT connection.
 type Conn struct {
 	cfg    BrokerConfig
 	opts   Options
-	client mqtt.Client
+	po     *mqtt.ClientOptions
+	client atomic.Pointer[mqttClient]
 	log    *slog.Logger
 
 	up         atomic.Bool
@@ -271,12 +279,20 @@ func New(cfg BrokerConfig, opts Options) (*Conn, error) {
 		default:
 		}
 	})
-	c.client = mqtt.NewClient(po)
+	if opts.Default != nil {
+		po.SetDefaultPublishHandler(opts.Default)
+	}
+	c.po = po
+	c.client.Store(&mqttClient{mqtt.NewClient(po)})
 	return c, nil
 }
 
-// Client is the paho client, for Subscribe and Publish.
-func (c *Conn) Client() mqtt.Client { return c.client }
+// Client is the paho client of the current (or last) connection, for
+// Subscribe and Publish. Each connection gets a fresh paho client: reusing
+// one across reconnects races inside paho (its resume goroutine reads state
+// the next Connect writes), and nothing is lost by starting afresh because
+// the outbox, not paho's memory store, keeps what is unacknowledged.
+func (c *Conn) Client() mqtt.Client { return c.client.Load().Client }
 
 // Up reports whether the connection is established.
 func (c *Conn) Up() bool { return c.up.Load() }
@@ -324,10 +340,14 @@ func (c *Conn) Run(ctx context.Context, beforeDisconnect func(mqtt.Client)) erro
 	failing := false
 	for {
 		c.attempts.Add(1)
-		tok := c.client.Connect()
+		if !first {
+			c.client.Store(&mqttClient{mqtt.NewClient(c.po)})
+		}
+		client := c.Client()
+		tok := client.Connect()
 		err := WaitToken(ctx, tok, c.cfg.ConnectTimeout+time.Second)
 		if ctx.Err() != nil {
-			c.client.Disconnect(0)
+			client.Disconnect(0)
 			return nil
 		}
 		if err == nil {
@@ -351,13 +371,14 @@ func (c *Conn) Run(ctx context.Context, beforeDisconnect func(mqtt.Client)) erro
 			select {
 			case <-ctx.Done():
 				c.setUp(false)
-				if beforeDisconnect != nil && c.client.IsConnectionOpen() {
-					beforeDisconnect(c.client)
+				if beforeDisconnect != nil && client.IsConnectionOpen() {
+					beforeDisconnect(client)
 				}
-				c.client.Disconnect(250)
+				client.Disconnect(250)
 				return nil
 			case err = <-c.lost:
 				c.setUp(false)
+				client.Disconnect(0) // stop its goroutines before the next client
 				c.log.Warn("mqtt: connection lost; reconnecting", "broker", c.cfg.URL, "err", err)
 			}
 		} else if !failing {

@@ -8,16 +8,32 @@ import (
 
 // Keys. Every key starts with one byte that names its kind:
 //
-//	'm'                          the meta record (one key; see meta)
+//	'm'                          the format marker: a meta value holding only the
+//	                             format version (in format 1, the meta itself)
 //	'r' epoch(8, BE) seq(8, BE)  a record
 //	's' name                     the saved position of a capture source
+//	'z'                          the meta record (see meta)
+//
+// The meta sorts after every record. It is rewritten often (acks, drops,
+// purges), so most memtables hold it: a memtable of new records and the
+// meta then flushes into an sstable whose bounds start at the new records
+// and overlap nothing of a backlog in the levels below. With the meta at
+// 'm' (format 1, where every batch rewrote it) every flushed sstable
+// spanned the whole backlog, and each compaction of one into the level
+// below rewrote the backlog: write amplification that grew with the
+// backlog. The marker stays at 'm' so that a binary that knows only
+// format 1 refuses the store instead of taking it for a new one.
 const (
-	kindMeta   = 'm'
+	kindFormat = 'm'
 	kindRecord = 'r'
 	kindSource = 's'
+	kindMeta   = 'z'
 )
 
-var metaKey = []byte{kindMeta}
+var (
+	formatKey = []byte{kindFormat}
+	metaKey   = []byte{kindMeta}
+)
 
 const recordKeyLen = 17
 
@@ -132,19 +148,23 @@ func decodeCum(v []byte) (uint64, error) {
 	return x, nil
 }
 
-// formatVersion is the on-disk format this code writes and the newest it reads.
-const formatVersion = 1
+// formatVersion is the on-disk format this code writes and the newest it
+// reads. Format 1 kept the meta at 'm' and had no purged position; Open
+// upgrades it in place.
+const formatVersion = 2
 
 // meta is everything needed to reopen the outbox in constant time. It is
-// rewritten in every batch that changes it.
+// rewritten in every batch that changes it, except for the head in Fsync
+// mode: a batch of records does not rewrite it, and Open finds the records
+// after meta.head with one bounded seek (findHead).
 type meta struct {
 	format      uint64
 	epoch       Epoch
 	epochReason string
-	head        Seq    // highest seq on disk (fsync: highest handed out)
+	head        Seq    // highest seq on disk (fsync: records after it may exist, see findHead)
 	headCum     uint64 // cum of head
 	watermark   Seq    // the sink's applied_through, as last acknowledged
-	deleted     Seq    // every seq <= deleted is gone from disk (acknowledged and purged, or dropped)
+	deleted     Seq    // every seq <= deleted is gone for readers (acknowledged and purged, or dropped)
 	deletedCum  uint64 // cum of deleted
 	reserved    Seq    // spill: seqs up to here may have been handed out
 	dropped     uint64 // records dropped in this store's life (all epochs)
@@ -155,6 +175,12 @@ type meta struct {
 	migEpoch Epoch
 	migNext  Seq
 	migLast  Seq
+	// Every seq <= purged is gone from disk too (purged <= deleted): behind a
+	// backlog, records are deleted from disk later than for readers, in
+	// chunks (see purgeIsolated). It may lag after a crash, never lead.
+	// Format 2.
+	purged    Seq
+	purgedCum uint64
 }
 
 // dropRange is a range of records deleted by drop_oldest (or lost in a crash
@@ -179,7 +205,8 @@ func (m *meta) encode(dst []byte) []byte {
 		dst = binary.AppendUvarint(dst, uint64(d.Last))
 		dst = binary.AppendUvarint(dst, d.lastCum)
 	}
-	return dst
+	dst = binary.AppendUvarint(dst, uint64(m.purged))
+	return binary.AppendUvarint(dst, m.purgedCum)
 }
 
 func decodeMeta(v []byte) (meta, error) {
@@ -229,7 +256,13 @@ func decodeMeta(v []byte) (meta, error) {
 		d := dropRange{Range: Range{First: Seq(uv()), Last: Seq(uv())}, lastCum: uv()}
 		m.drops = append(m.drops, d)
 	}
-	if bad {
+	if m.format >= 2 {
+		m.purged = Seq(uv())
+		m.purgedCum = uv()
+	} else {
+		m.purged, m.purgedCum = m.deleted, m.deletedCum
+	}
+	if bad || m.purged > m.deleted {
 		return m, fmt.Errorf("outbox: malformed meta record")
 	}
 	return m, nil

@@ -162,7 +162,7 @@ func (o *Outbox) commitGroup(group []*request) {
 				if r.src != nil {
 					_ = b.Set(sourceKey(r.src.Name), r.src.Value, nil)
 				}
-				c.dirty = true
+				// No meta: Open finds the head from the last record.
 				sync = true
 			} else {
 				o.appendSpill(b, r, &sync)
@@ -181,16 +181,18 @@ func (o *Outbox) commitGroup(group []*request) {
 		}
 	}
 	c.vbuf = buf
-	if c.dirty {
-		for name, v := range c.sources {
-			if o.opts.Durability == Spill {
-				_ = b.Set(sourceKey(name), v, nil)
-				delete(c.sources, name)
+	if c.dirty || !b.Empty() {
+		if c.dirty {
+			for name, v := range c.sources {
+				if o.opts.Durability == Spill {
+					_ = b.Set(sourceKey(name), v, nil)
+					delete(c.sources, name)
+				}
 			}
+			c.mbuf = c.meta.encode(c.mbuf[:0])
+			_ = b.Set(metaKey, c.mbuf, nil)
+			c.dirty, c.metaStale = false, false
 		}
-		c.mbuf = c.meta.encode(c.mbuf[:0])
-		_ = b.Set(metaKey, c.mbuf, nil)
-		c.dirty = false
 		wo := pebble.NoSync
 		if sync {
 			wo = pebble.Sync
@@ -219,6 +221,9 @@ func (o *Outbox) commitGroup(group []*request) {
 	}
 	for _, r := range group {
 		r.done <- struct{}{}
+	}
+	if o.purgeDue() {
+		o.purgeIsolated()
 	}
 	o.maybeCompact()
 }
@@ -266,6 +271,7 @@ func (o *Outbox) ack(b *pebble.Batch, r *request) string {
 	}
 	o.ackedTotal.Add(uint64(r.through - c.watermark))
 	c.watermark = r.through
+	c.metaStale = true
 	// The sink acknowledged past these dropped ranges: it knows of them.
 	k := 0
 	for _, d := range c.drops {
@@ -339,12 +345,26 @@ func (o *Outbox) purge(b *pebble.Batch, through Seq) {
 	c.ackMarks = c.ackMarks[:k]
 }
 
-// deletePrefix deletes every record in (deleted, through] from disk and
-// spill memory. cum is the cumulative byte count at through.
+// deletePrefix deletes every record in (deleted, through] for readers and
+// from spill memory. cum is the cumulative byte count at through.
+//
+// On disk, records near the head (the healthy case: acknowledged moments
+// after they were appended, still in the memtable) are deleted in b, so
+// that the flush drops them. Records behind a backlog are deleted later,
+// in chunks of at least a memtable, by purgeIsolated.
 func (o *Outbox) deletePrefix(b *pebble.Batch, through Seq, cum uint64) {
 	c := &o.c
-	if d := min(through, c.diskHead); d > c.deleted {
-		_ = b.DeleteRange(recordKey(c.epoch, c.deleted+1), recordKey(c.epoch, d+1), nil)
+	switch {
+	case min(through, c.diskHead) <= c.purged:
+		// Nothing of (purged, through] was ever on disk (spill memory).
+		if c.purged == c.deleted {
+			c.purged, c.purgedCum = through, cum
+		}
+	case c.headMemCum-c.purgedCum <= o.purgeWindow():
+		d := min(through, c.diskHead)
+		_ = b.DeleteRange(recordKey(c.epoch, c.purged+1), recordKey(c.epoch, d+1), nil)
+		o.deletedSince += int64(cum - c.purgedCum)
+		c.purged, c.purgedCum = through, cum
 		c.dirty = true
 	}
 	if through > c.diskHead {
@@ -353,12 +373,86 @@ func (o *Outbox) deletePrefix(b *pebble.Batch, through Seq, cum uint64) {
 	if through > c.head {
 		c.head, c.headCum = through, cum
 	}
-	o.deletedSince += int64(cum - c.deletedCum)
 	c.deleted = through
 	c.deletedCum = cum
 	if c.watermark <= c.deleted {
 		c.wmCum = c.deletedCum
 	}
+}
+
+// purgeWindow: records deleted while fewer bytes than this were appended
+// after them are deleted from disk at once (they are likely still in the
+// memtable); a chunk of at least this many bytes deleted behind a backlog is
+// deleted from disk by purgeIsolated.
+func (o *Outbox) purgeWindow() uint64 { return o.opts.MemTableSize }
+
+// purgeDue says whether enough was deleted behind a backlog to delete it
+// from disk now.
+func (o *Outbox) purgeDue() bool {
+	c := &o.c
+	return c.purged < c.deleted && c.deletedCum-c.purgedCum >= o.purgeWindow()
+}
+
+// purgeIsolated deletes from disk the records in (purged, deleted], which
+// sat behind a backlog, so that the range tombstone gets an sstable of its
+// own. Pebble rotates the memtable before the tombstone (the old memtable,
+// new records and the meta, flushes without it) and after it (the tombstone
+// flushes alone, its sstable bounded by the deleted range). A tombstone
+// flushed together with new records makes an sstable that spans the whole
+// backlog in between, and compacting that one into the level below rewrites
+// the backlog: the cost of a delete would grow with the backlog.
+//
+// The meta goes first, with the current head (findHead relies on it), and
+// records the new purged position in a later batch: after a crash purged
+// may lag (the range is deleted again, which changes nothing), never lead.
+func (o *Outbox) purgeIsolated() {
+	c := &o.c
+	if c.purged >= c.deleted {
+		return
+	}
+	b := o.db.NewBatch()
+	c.mbuf = c.meta.encode(c.mbuf[:0])
+	_ = b.Set(metaKey, c.mbuf, nil)
+	c.dirty, c.metaStale = false, false
+	err := o.apply(b, pebble.NoSync)
+	b.Close()
+	if err != nil || o.rotate() != nil {
+		return
+	}
+	b = o.db.NewBatch()
+	_ = b.DeleteRange(recordKey(c.epoch, c.purged+1), recordKey(c.epoch, c.deleted+1), nil)
+	err = o.apply(b, pebble.NoSync)
+	b.Close()
+	if err != nil || o.rotate() != nil {
+		return
+	}
+	o.deletedSince += int64(c.deletedCum - c.purgedCum)
+	c.purged, c.purgedCum = c.deleted, c.deletedCum
+	c.dirty = true
+	o.chunkPurges.Add(1)
+}
+
+// rotate makes Pebble switch to a new memtable (and WAL) and flush the old
+// one in the background.
+func (o *Outbox) rotate() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if fp, ok := p.(fatalPanic); ok {
+				err = errors.New(fp.msg)
+			} else {
+				err = fmt.Errorf("pebble: %v", p)
+			}
+		}
+		if err != nil {
+			o.fail(err)
+			err = o.failedErr()
+		}
+	}()
+	if err := o.failedErr(); err != nil {
+		return err
+	}
+	_, err = o.db.AsyncFlush()
+	return err
 }
 
 // makeRoom (drop_oldest) deletes acknowledged, then the oldest unacknowledged
@@ -451,9 +545,12 @@ func (o *Outbox) housekeeping() {
 	if o.opts.Durability == Spill {
 		o.spillDue(b, &sync)
 	}
+	if c.metaStale && o.opts.Durability == Fsync {
+		c.dirty = true // an acknowledgement not yet written (see ack)
+	}
 	if c.dirty {
 		_ = b.Set(metaKey, c.meta.encode(nil), nil)
-		c.dirty = false
+		c.dirty, c.metaStale = false, false
 		wo := pebble.NoSync
 		if sync {
 			wo = pebble.Sync
@@ -462,6 +559,9 @@ func (o *Outbox) housekeeping() {
 			return
 		}
 		o.publish()
+	}
+	if o.purgeDue() {
+		o.purgeIsolated()
 	}
 	o.maybeCompact()
 }
@@ -478,7 +578,7 @@ func (o *Outbox) maybeCompact() {
 	}
 	o.deletedSince = 0
 	o.lastCompacted = time.Now()
-	epoch, deleted := o.c.epoch, o.c.deleted
+	epoch, deleted := o.c.epoch, o.c.purged
 	go func() {
 		defer o.compactBusy.Store(false)
 		defer func() { _ = recover() }()

@@ -21,9 +21,9 @@
 // record ID, which the sink applies at most once.
 //
 // Acknowledgements are written without a sync of their own (the next synced
-// append makes them durable). A crash may therefore lose the newest
-// acknowledgements: those records are sent again and the sink skips them as
-// duplicates.
+// append makes them durable), within 250 ms. A crash may therefore lose the
+// newest acknowledgements: those records are sent again and the sink skips
+// them as duplicates.
 //
 // In Spill mode records stay in memory and are handed to readers at once; they
 // are written to disk only when not acknowledged within SpillDelay, when
@@ -53,7 +53,12 @@
 // iterators bounded below by the lowest live record and above by the head:
 // nothing seeks from the start of the store, so acknowledged ranges (deleted
 // with one DeleteRange each, and compacted in the background) cost nothing.
-// Ack is cumulative and idempotent. Reopening reads one meta record: head,
+// Ack is cumulative and idempotent. Acknowledged records leave reads at
+// once. They leave the disk with the ack when they are near the head (still
+// in the memtable, so that they are never flushed); behind a backlog, in
+// chunks of about a memtable, each range tombstone in a memtable of its own,
+// so that deleting never makes Pebble rewrite the backlog below it.
+// Reopening reads the meta record and seeks once to the last record: head,
 // watermark and epoch come back in constant time whatever the backlog.
 //
 // # Concurrency

@@ -29,6 +29,7 @@ func (o *Outbox) startNewEpoch(reason string) {
 		c.migEpoch, c.migNext, c.migLast = old, 1, 0 // nothing to copy; still delete the old keys
 	}
 	c.head, c.headCum, c.watermark, c.deleted, c.deletedCum, c.wmCum = 0, 0, 0, 0, 0, 0
+	c.purged, c.purgedCum = 0, 0
 	c.diskHead, c.reserved, c.headMem, c.headMemCum = 0, 0, 0, 0
 	c.drops = nil
 	c.ackMarks = nil

@@ -67,6 +67,7 @@ type Outbox struct {
 	ackDuplicates atomic.Uint64
 	ackStale      atomic.Uint64
 	commits       atomic.Uint64
+	chunkPurges   atomic.Uint64 // purgeIsolated runs (tests)
 	corruptions   atomic.Uint64
 	bytesAtOpen   uint64 // disk bytes written by earlier Outbox instances (not tracked)
 	ballastOn     atomic.Bool
@@ -86,7 +87,8 @@ type cstate struct {
 	wmCum      uint64 // cum at max(watermark, deleted)
 	ackMarks   []ackMark
 	sources    map[string][]byte // spill: positions waiting for the next disk write
-	dirty      bool              // meta changed since the last write
+	dirty      bool              // meta changed since the last write: write it in the next batch
+	metaStale  bool              // the watermark moved; housekeeping writes the meta if nothing else does
 
 	kbuf, vbuf, mbuf []byte // scratch for keys, values and the meta (Batch.Set copies)
 }
@@ -328,7 +330,7 @@ func (o *Outbox) openPebble(dir string) (*pebble.DB, error) {
 // load reads the meta record (or creates the store) and finishes any
 // interrupted work: a spill-mode crash, or a move to a new epoch.
 func (o *Outbox) load(reason string) error {
-	v, closer, err := o.db.Get(metaKey)
+	v, closer, err := o.db.Get(formatKey)
 	c := &o.c
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -336,11 +338,7 @@ func (o *Outbox) load(reason string) error {
 		c.epoch = newEpoch(0)
 		c.epochReason = reason
 		o.log().Info("outbox: new epoch", "epoch", c.epoch, "reason", reason)
-		b := o.db.NewBatch()
-		if err := b.Set(metaKey, c.meta.encode(nil), nil); err != nil {
-			return err
-		}
-		if err := o.db.Apply(b, pebble.Sync); err != nil {
+		if err := o.writeFormat(); err != nil {
 			return fmt.Errorf("outbox: initialise: %w", err)
 		}
 	case err != nil:
@@ -351,7 +349,29 @@ func (o *Outbox) load(reason string) error {
 		if derr != nil {
 			return derr
 		}
+		if m.format < formatVersion {
+			// Format 1: the marker is the meta. Move it above the records.
+			o.log().Info("outbox: upgrading the on-disk format", "from", m.format, "to", formatVersion)
+			m.format = formatVersion
+			c.meta = m
+			if err := o.writeFormat(); err != nil {
+				return fmt.Errorf("outbox: upgrade format: %w", err)
+			}
+			break
+		}
+		v, closer, err := o.db.Get(metaKey)
+		if err != nil {
+			return fmt.Errorf("outbox: read meta: %w", err)
+		}
+		m, derr = decodeMeta(v)
+		_ = closer.Close()
+		if derr != nil {
+			return derr
+		}
 		c.meta = m
+	}
+	if err := o.findHead(); err != nil {
+		return err
 	}
 	c.headMem, c.headMemCum, c.diskHead = c.head, c.headCum, c.head
 	c.sources = map[string][]byte{}
@@ -403,13 +423,57 @@ func (o *Outbox) load(reason string) error {
 	return nil
 }
 
+// findHead moves the head past the records written after the meta: in
+// Fsync mode a batch of records does not rewrite the meta (a key rewritten
+// in every batch glues each flushed sstable to the previous one, so that
+// none can be moved down the levels without a rewrite). One bounded seek,
+// whatever the backlog. Records above meta.head are never deleted before
+// a meta with a head at least as high is written (see purgeIsolated).
+func (o *Outbox) findHead() error {
+	c := &o.c
+	it, err := o.db.NewIter(&pebble.IterOptions{
+		LowerBound: recordKey(c.epoch, c.head+1),
+		UpperBound: epochPrefix(c.epoch + 1),
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: find head: %w", err)
+	}
+	if it.Last() {
+		_, s, ok := parseRecordKey(it.Key())
+		cum, err := decodeCum(it.Value())
+		if !ok || err != nil {
+			_ = it.Close()
+			return fmt.Errorf("outbox: find head: malformed record %x", it.Key())
+		}
+		c.head, c.headCum = s, cum
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("outbox: find head: %w", err)
+	}
+	return nil
+}
+
+// writeFormat writes the format marker and the meta in one synced batch.
+func (o *Outbox) writeFormat() error {
+	b := o.db.NewBatch()
+	defer b.Close()
+	marker := meta{format: formatVersion}
+	if err := b.Set(formatKey, marker.encode(nil), nil); err != nil {
+		return err
+	}
+	if err := b.Set(metaKey, o.c.meta.encode(nil), nil); err != nil {
+		return err
+	}
+	return o.db.Apply(b, pebble.Sync)
+}
+
 func (o *Outbox) writeMeta(wo *pebble.WriteOptions) error {
 	b := o.db.NewBatch()
 	defer b.Close()
 	if err := b.Set(metaKey, o.c.meta.encode(nil), nil); err != nil {
 		return err
 	}
-	o.c.dirty = false
+	o.c.dirty, o.c.metaStale = false, false
 	return o.db.Apply(b, wo)
 }
 

@@ -36,7 +36,8 @@ func newSinkRig(t *testing.T, policy Policy) *sinkRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	cfg := &SinkConfig{SinkID: "s1", Broker: mqttx.BrokerConfig{URL: b.URL(), ReconnectMin: 50 * time.Millisecond}, Policy: policy}
+	cfg := &SinkConfig{SinkID: "s1", Broker: mqttx.BrokerConfig{URL: b.URL(), ReconnectMin: 50 * time.Millisecond}, Policy: policy,
+		Store: DefaultStoreConfig()}
 	cfg.Store.URL = "sqlite://" + filepath.Join(t.TempDir(), "sink.db")
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {

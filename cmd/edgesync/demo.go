@@ -98,7 +98,7 @@ func (d *demo) run(ctx context.Context) error {
 
 	// The sink, on SQLite.
 	dbPath := filepath.Join(d.dir, "sink.db")
-	scfg := &apply.SinkConfig{SinkID: "demo-sink", Broker: mqttx.BrokerConfig{URL: b.URL()}}
+	scfg := &apply.SinkConfig{SinkID: "demo-sink", Broker: mqttx.BrokerConfig{URL: b.URL()}, Store: apply.DefaultStoreConfig()}
 	scfg.Store.URL = "sqlite://" + dbPath
 	scfg.EnsureDefaults()
 	scfg.Broker.ReconnectMin, scfg.Broker.ReconnectMax = 100*time.Millisecond, time.Second

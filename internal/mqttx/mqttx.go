@@ -253,7 +253,7 @@ func New(cfg BrokerConfig, opts Options) (*Conn, error) {
 		SetWriteTimeout(cfg.WriteTimeout).
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
-		SetOrderMatters(false).
+		SetOrderMatters(true).
 		SetMaxResumePubInFlight(opts.MaxResumePubInFlight).
 		SetMessageChannelDepth(1024)
 	if cfg.Username != "" {

@@ -328,9 +328,9 @@ func (u *Uplink) step(ctx context.Context, wg *sync.WaitGroup) time.Time {
 			return wake // the probe is out
 		}
 	}
-	for len(u.inflight) < u.cfg.Uplink.MaxInflight || u.pending != nil {
+	for len(u.inflight) < u.cfg.Uplink.MaxInflight {
 		if u.pending == nil {
-			lingerUntil, ok := u.prepare(now)
+			lingerUntil, ok := u.prepare(now, false)
 			if !lingerUntil.IsZero() {
 				later(lingerUntil)
 			}
@@ -349,12 +349,23 @@ func (u *Uplink) step(ctx context.Context, wg *sync.WaitGroup) time.Time {
 			break // one probe at a time
 		}
 	}
+	if u.pending == nil && len(u.inflight) >= u.cfg.Uplink.MaxInflight && !u.metrics.Paused.Load() {
+		// The window is full: read and encode the next batch now, while the
+		// acks are on their way, so that it goes out the moment one makes
+		// room. With max_inflight 1 this takes the read and the encoding
+		// (about a third of a round trip) off every round trip. Only a full
+		// batch: a partial one waits, as before, to take in what arrives
+		// meanwhile.
+		u.prepare(now, true)
+	}
 	return wake
 }
 
 // prepare reads the next batch into u.pending. It returns false when there is
-// nothing to send now, and when to look again because of linger.
-func (u *Uplink) prepare(now time.Time) (time.Time, bool) {
+// nothing to send now, and when to look again because of linger. With
+// fullOnly it prepares only a batch cut by batch.max_records or
+// batch.max_bytes (or a resend), and never asks to be woken.
+func (u *Uplink) prepare(now time.Time, fullOnly bool) (time.Time, bool) {
 	bc := u.cfg.Batch
 	maxRecords := bc.MaxRecords
 	for {
@@ -381,6 +392,15 @@ func (u *Uplink) prepare(now time.Time) (time.Time, bool) {
 			return time.Time{}, false
 		}
 		resend := u.sentThrough < u.maxSent()
+		if fullOnly && !resend && len(recs) < maxRecords {
+			var bytes int
+			for i := range recs {
+				bytes += len(recs[i].Data)
+			}
+			if bytes < int(bc.MaxBytes)*3/4 {
+				return time.Time{}, false
+			}
+		}
 		// Linger: a batch that is not full waits for more records, counted
 		// from when its first record became durable.
 		if len(recs) > 0 && !resend && bc.Linger > 0 && len(recs) < maxRecords {

@@ -383,9 +383,10 @@ func (o *Outbox) load(reason string) error {
 			"first", lost.First, "last", lost.Last)
 		c.addDrop(lost, c.headCum)
 		c.dropped += lost.Len()
+		// Records spilled to disk before the crash stay readable; the lost
+		// range is a hole after them that every batch reports until the
+		// sink acknowledges past it. It holds no bytes.
 		c.head, c.headMem, c.diskHead = c.reserved, c.reserved, c.reserved
-		c.deleted = c.reserved
-		c.deletedCum = c.headCum
 		c.dirty = true
 	}
 	c.reserved = c.head
@@ -539,6 +540,13 @@ func (o *Outbox) cumAt(s Seq) (uint64, error) {
 		return 0, fmt.Errorf("outbox: record %d not in memory", s)
 	}
 	o.mu.Unlock()
+	// A seq in a dropped range has no record: its cum is the range's (lost
+	// records in spill mode hold no bytes; dropped ones were freed).
+	for _, d := range c.drops {
+		if d.First <= s && s <= d.Last {
+			return d.lastCum, nil
+		}
+	}
 	v, closer, err := o.db.Get(recordKey(c.epoch, s))
 	if err != nil {
 		return 0, fmt.Errorf("outbox: read record %d: %w", s, err)

@@ -20,7 +20,7 @@ import (
 // sinkRig runs a Sink on the embedded broker with SQLite, and a device-side
 // client that publishes batches and collects acks.
 type sinkRig struct {
-	t      *testing.T
+	t      testing.TB
 	sink   *Sink
 	store  *Store
 	client paho.Client
@@ -30,7 +30,7 @@ type sinkRig struct {
 	done   chan struct{}
 }
 
-func newSinkRig(t *testing.T, policy Policy) *sinkRig {
+func newSinkRig(t testing.TB, policy Policy) *sinkRig {
 	b, err := broker.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ func newSinkRig(t *testing.T, policy Policy) *sinkRig {
 	return r
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
+func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -97,7 +97,7 @@ func (r *sinkRig) publish(topicDevice string, payload []byte) {
 	}
 }
 
-func testBatch(t *testing.T, device string, epoch, first, n uint64, schema string, sendID uint64) []byte {
+func testBatch(t testing.TB, device string, epoch, first, n uint64, schema string, sendID uint64) []byte {
 	t.Helper()
 	b := wire.Batch{V: wire.Version, Device: device, Epoch: epoch, SentAt: time.Now().UnixNano(), SendID: sendID}
 	for s := first; s < first+n; s++ {

@@ -47,6 +47,9 @@ type benchOpts struct {
 	durability string
 	asJSON     bool
 	ceilingFor time.Duration
+	batchRecs  int
+	batchBytes string
+	inflight   int
 }
 
 // BenchReport is what `edgesync bench --json` prints.
@@ -95,6 +98,9 @@ func runBench(args []string) int {
 	fs.StringVar(&o.durability, "durability", "fsync", "outbox.durability of the agent: fsync or spill")
 	fs.DurationVar(&o.ceilingFor, "ceiling-for", 5*time.Second, "how long to measure the sink's own apply rate on the same store (0 skips it)")
 	fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
+	fs.IntVar(&o.batchRecs, "batch-records", 1000, "the agent's batch.max_records")
+	fs.StringVar(&o.batchBytes, "batch-bytes", "256KiB", "the agent's batch.max_bytes")
+	fs.IntVar(&o.inflight, "inflight", 8, "the agent's uplink.max_inflight")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -355,9 +361,13 @@ ingest:
   listen: %s
 outbox:
   durability: %s
+batch:
+  max_records: %d
+  max_bytes: %s
 uplink:
   ack_timeout: 5s
-`, filepath.Join(dir, "agent"), e.brokerURL, e.ingest, e.o.durability)), 0o600); err != nil {
+  max_inflight: %d
+`, filepath.Join(dir, "agent"), e.brokerURL, e.ingest, e.o.durability, e.o.batchRecs, e.o.batchBytes, e.o.inflight)), 0o600); err != nil {
 		return err
 	}
 	if err := os.WriteFile(e.sinkCfg, []byte(fmt.Sprintf("sink_id: bench-sink\nbroker:\n  url: %s\n  reconnect_min: 100ms\nstore:\n  url: sqlite://%s\n",

@@ -67,8 +67,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
-
 	"github.com/edgesync/edgesync/internal/jsoncbor"
 	"github.com/edgesync/edgesync/transport/wire"
 )
@@ -630,10 +628,7 @@ func (s *Store) applyOnce(ctx context.Context, device string, pb *preparedBatch,
 	if len(wk.parkedRows) > 0 {
 		parked := make([]parkedRow, len(wk.parkedRows))
 		for i, r := range wk.parkedRows {
-			raw, err := cbor.Marshal(r.rec)
-			if err != nil {
-				return Result{}, fmt.Errorf("encode parked record %d: %w", r.rec.Seq, err)
-			}
+			raw := wire.EncodeRecord(nil, r.rec)
 			parked[i] = parkedRow{device: device, epoch: epoch, seq: r.seq(), stream: r.rec.Stream,
 				schema: r.schema, reason: r.reason, raw: raw}
 		}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
-
 	"github.com/edgesync/edgesync/transport/wire"
 )
 
@@ -79,7 +77,10 @@ func (s *Store) replayOnce(ctx context.Context, p *Policy, cur parkedRow) (n int
 	recs := make([]wire.Record, len(parked))
 	ok := make([]bool, len(parked))
 	for i := range parked {
-		ok[i] = cbor.Unmarshal(parked[i].raw, &recs[i]) == nil && recs[i].Seq == uint64(parked[i].seq)
+		if rec, err := wire.DecodeRecord(parked[i].raw); err == nil {
+			recs[i] = *rec
+			ok[i] = rec.Seq == uint64(parked[i].seq)
+		}
 	}
 	now := time.Now().UTC()
 	var done []parkedRow

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/fxamacker/cbor/v2"
 	"golang.org/x/time/rate"
 
 	"github.com/edgesync/edgesync/internal/latency"
@@ -431,7 +430,7 @@ func (u *Uplink) prepare(now time.Time, fullOnly bool) (time.Time, bool) {
 			u.wrecs = append(u.wrecs, wire.Record{
 				Seq: uint64(r.Seq), Stream: r.Stream, Key: r.Key, ID: r.ID, Op: uint8(r.Op),
 				Schema: r.Schema, SchemaVersion: r.SchemaVersion, CapturedAt: r.CapturedAt,
-				Data: cbor.RawMessage(r.Data),
+				Data: r.Data,
 			})
 		}
 		if len(recs) > 0 {

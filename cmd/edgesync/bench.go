@@ -50,6 +50,7 @@ type benchOpts struct {
 	batchRecs  int
 	batchBytes string
 	inflight   int
+	agentBin   string
 }
 
 // BenchReport is what `edgesync bench --json` prints.
@@ -98,6 +99,7 @@ func runBench(args []string) int {
 	fs.StringVar(&o.durability, "durability", "fsync", "outbox.durability of the agent: fsync or spill")
 	fs.DurationVar(&o.ceilingFor, "ceiling-for", 5*time.Second, "how long to measure the sink's own apply rate on the same store (0 skips it)")
 	fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
+	fs.StringVar(&o.agentBin, "agent-bin", "", "run the agent from this binary (for example the nosink build a gateway runs); default --bin")
 	fs.IntVar(&o.batchRecs, "batch-records", 1000, "the agent's batch.max_records")
 	fs.StringVar(&o.batchBytes, "batch-bytes", "256KiB", "the agent's batch.max_bytes")
 	fs.IntVar(&o.inflight, "inflight", 8, "the agent's uplink.max_inflight")
@@ -114,6 +116,9 @@ func runBench(args []string) int {
 			return exitFor(err)
 		}
 		o.bin = exe
+	}
+	if o.agentBin == "" {
+		o.agentBin = o.bin
 	}
 	if o.dir == "" {
 		d, err := os.MkdirTemp("", "edgesync-bench-")
@@ -383,7 +388,7 @@ uplink:
 }
 
 func (e *benchEnv) startAgent() error {
-	e.agent = exec.Command(e.o.bin, "agent", "--config", e.agentCfg)
+	e.agent = exec.Command(e.o.agentBin, "agent", "--config", e.agentCfg)
 	e.agent.Stdout, e.agent.Stderr = e.logs, e.logs
 	if err := e.agent.Start(); err != nil {
 		return err

@@ -69,9 +69,7 @@ type Outbox struct {
 	commits       atomic.Uint64
 	chunkPurges   atomic.Uint64 // purgeIsolated runs (tests)
 	corruptions   atomic.Uint64
-	bytesAtOpen   uint64 // disk bytes written by earlier Outbox instances (not tracked)
 	ballastOn     atomic.Bool
-	lastWarnDisk  time.Time
 	deletedSince  int64 // bytes deleted since the last manual compaction (committer only)
 	lastCompacted time.Time
 	compactBusy   atomic.Bool

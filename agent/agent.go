@@ -315,8 +315,9 @@ func (a *Agent) watchdog(ctx context.Context, every time.Duration) {
 	}
 }
 
-// Reload re-reads the configuration file and applies what can change live
-// (log.level); everything else is reported as needing a restart.
+// Reload re-reads the configuration file and applies what can change live:
+// log.level and the batch and uplink blocks (batch size and linger, window,
+// ack timeout, rate limit). Everything else is reported as needing a restart.
 func (a *Agent) Reload(path string) error {
 	_ = sdnotify.Reloading()
 	defer func() { _ = sdnotify.Ready() }()
@@ -325,10 +326,14 @@ func (a *Agent) Reload(path string) error {
 		return err
 	}
 	a.level.Set(parseLevel(nc.Log.Level))
+	if a.up != nil && (nc.Batch != a.cfg.Batch || nc.Uplink != a.cfg.Uplink) {
+		a.up.Reconfigure(nc.Batch, nc.Uplink)
+		a.cfg.Batch, a.cfg.Uplink = nc.Batch, nc.Uplink
+	}
 	a.log.Info("agent: configuration reloaded", "log_level", nc.Log.Level)
 	if nc.DeviceID != a.cfg.DeviceID || nc.DataDir != a.cfg.DataDir || nc.Broker != a.cfg.Broker ||
-		nc.Outbox != a.cfg.Outbox || nc.Batch != a.cfg.Batch || nc.Uplink != a.cfg.Uplink || nc.Ingest != a.cfg.Ingest {
-		a.log.Warn("agent: some changed settings take effect at the next restart (device_id, data_dir, broker, outbox, batch, uplink, ingest)")
+		nc.Outbox != a.cfg.Outbox || nc.Ingest != a.cfg.Ingest {
+		a.log.Warn("agent: some changed settings take effect at the next restart (device_id, data_dir, broker, outbox, ingest)")
 	}
 	return nil
 }

@@ -89,6 +89,7 @@ type Uplink struct {
 	pubacks chan puback
 	kick    chan struct{}
 	resend  chan outbox.Seq
+	reconf  chan liveConfig
 
 	// owned by the Run goroutine
 	epoch        outbox.Epoch
@@ -159,6 +160,7 @@ func New(cfg Config, ob Outbox, link Link, m *Metrics) *Uplink {
 		pubacks:    make(chan puback, 2*cfg.Uplink.MaxInflight+8),
 		kick:       make(chan struct{}, 1),
 		resend:     make(chan outbox.Seq, 1),
+		reconf:     make(chan liveConfig, 1),
 		// SendIDs grow across restarts too (a wall-clock start), so that a gap
 		// reply to the previous process's batches is recognised as stale.
 		nextSendID: uint64(time.Now().UnixNano()),
@@ -269,6 +271,8 @@ func (u *Uplink) Run(ctx context.Context) error {
 		case from := <-u.resend:
 			u.metrics.Commands.Add(1)
 			u.ResendFrom(from)
+		case lc := <-u.reconf:
+			u.apply(lc)
 		case <-stateTick.C:
 			u.publishState(true)
 		case <-timer.C:
@@ -670,6 +674,44 @@ func (u *Uplink) handleCmd(payload []byte) {
 	default:
 		u.log.Info("uplink: ignoring an unknown command", "id", c.ID, "name", c.Name)
 	}
+}
+
+type liveConfig struct {
+	batch  BatchConfig
+	uplink UplinkConfig
+}
+
+// Reconfigure changes the batch and uplink settings of a running uplink
+// (SIGHUP): batch size and linger, compression, window, ack timeout, rate
+// limit and probe interval take effect from the next batch. It never blocks;
+// a newer call replaces one not yet taken. The values must be validated.
+func (u *Uplink) Reconfigure(b BatchConfig, up UplinkConfig) {
+	b.EnsureDefaults()
+	up.EnsureDefaults()
+	lc := liveConfig{batch: b, uplink: up}
+	for {
+		select {
+		case u.reconf <- lc:
+			return
+		default:
+		}
+		select {
+		case <-u.reconf:
+		default:
+		}
+	}
+}
+
+func (u *Uplink) apply(lc liveConfig) {
+	u.cfg.Batch, u.cfg.Uplink = lc.batch, lc.uplink
+	u.limiter, u.burst = nil, 0
+	if r := lc.uplink.RateBytes; r > 0 {
+		u.burst = max(int(r), 2*int(lc.batch.MaxBytes))
+		u.limiter = rate.NewLimiter(rate.Limit(r), u.burst)
+	}
+	// A batch already cut (u.pending) goes out as it is.
+	u.log.Info("uplink: settings changed", "max_records", lc.batch.MaxRecords, "linger", lc.batch.Linger,
+		"max_inflight", lc.uplink.MaxInflight, "rate_bytes", lc.uplink.RateBytes, "ack_timeout", lc.uplink.AckTimeout)
 }
 
 // Command asks the uplink to send again from seq from (the control socket's

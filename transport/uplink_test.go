@@ -336,3 +336,32 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestReconfigureRateLive: a rate limit set on a running uplink (SIGHUP)
+// takes effect without a restart.
+func TestReconfigureRateLive(t *testing.T) {
+	b := startMochi(t)
+	newTestSink(t, b.URL(), "edgesync")
+	r := newRig(t, rigOpts{url: b.URL(), batch: BatchConfig{MaxRecords: 50, MaxBytes: 4 << 10, Compression: "none", Linger: -1}})
+	r.add(100)
+	r.waitDrained(20 * time.Second)
+	if r.up.Metrics().RateWaitNs.Load() != 0 {
+		t.Fatal("rate wait without a rate limit")
+	}
+	r.up.Reconfigure(BatchConfig{MaxRecords: 50, MaxBytes: 4 << 10, Compression: "none", Linger: -1}, UplinkConfig{RateBytes: 20 << 10})
+	time.Sleep(100 * time.Millisecond)
+	for i := 0; i < 20; i++ {
+		recs := make([]outbox.Record, 50)
+		for j := range recs {
+			recs[j] = outbox.Record{Stream: "temps", ID: "x", Data: append([]byte{0x58, 96}, make([]byte, 96)...)}
+		}
+		if _, _, err := r.ob.Append(context.Background(), recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	r.waitDrained(60 * time.Second)
+	if took := time.Since(start); took < 2*time.Second || r.up.Metrics().RateWaitNs.Load() == 0 {
+		t.Fatalf("drained in %v with rate wait %d: the new rate limit did not apply", took, r.up.Metrics().RateWaitNs.Load())
+	}
+}

@@ -90,21 +90,26 @@ func (o *Outbox) fail(err error) {
 	o.mu.Unlock()
 }
 
+// recoverFatal turns a panic from Pebble's fatal-error path, or an error
+// from a write, into the outbox's terminal failure (ErrFailed). Use it as
+// `defer o.recoverFatal(&err)`.
+func (o *Outbox) recoverFatal(err *error) {
+	if p := recover(); p != nil {
+		if fp, ok := p.(fatalPanic); ok {
+			*err = errors.New(fp.msg)
+		} else {
+			*err = fmt.Errorf("pebble: %v", p)
+		}
+	}
+	if *err != nil {
+		o.fail(*err)
+		*err = o.failedErr()
+	}
+}
+
 // apply commits b, turning Pebble's fatal errors into ErrFailed.
 func (o *Outbox) apply(b *pebble.Batch, wo *pebble.WriteOptions) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			if fp, ok := p.(fatalPanic); ok {
-				err = errors.New(fp.msg)
-			} else {
-				err = fmt.Errorf("pebble: %v", p)
-			}
-		}
-		if err != nil {
-			o.fail(err)
-			err = o.failedErr()
-		}
-	}()
+	defer o.recoverFatal(&err)
 	if err := o.failedErr(); err != nil {
 		return err
 	}
@@ -435,19 +440,7 @@ func (o *Outbox) purgeIsolated() {
 // rotate makes Pebble switch to a new memtable (and WAL) and flush the old
 // one in the background.
 func (o *Outbox) rotate() (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			if fp, ok := p.(fatalPanic); ok {
-				err = errors.New(fp.msg)
-			} else {
-				err = fmt.Errorf("pebble: %v", p)
-			}
-		}
-		if err != nil {
-			o.fail(err)
-			err = o.failedErr()
-		}
-	}()
+	defer o.recoverFatal(&err)
 	if err := o.failedErr(); err != nil {
 		return err
 	}

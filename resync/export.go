@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edgesync/edgesync/outbox"
+	"github.com/edgesync/edgesync/transport"
 	"github.com/edgesync/edgesync/transport/wire"
 )
 
@@ -317,23 +318,8 @@ func (e *exporter) write(recs []outbox.Record, drops []wire.Range) error {
 		SentAt: e.opts.Now().UnixNano(),
 		SendID: e.sent + 1,
 	}
-	e.wrecs = e.wrecs[:0]
-	for i := range recs {
-		r := &recs[i]
-		e.wrecs = append(e.wrecs, wire.Record{
-			Seq: uint64(r.Seq), Stream: r.Stream, Key: r.Key, ID: r.ID, Op: uint8(r.Op),
-			Schema: r.Schema, SchemaVersion: r.SchemaVersion, CapturedAt: r.CapturedAt,
-			Data: r.Data,
-		})
-	}
-	if len(recs) > 0 {
-		b.Records = e.wrecs
-		b.First, b.Last = uint64(recs[0].Seq), uint64(recs[len(recs)-1].Seq)
-	}
-	comp := wire.CompressionZstd
-	if e.opts.Compression == "none" {
-		comp = wire.CompressionNone
-	}
+	e.wrecs = transport.FillRecords(&b, e.wrecs, recs)
+	comp := transport.CompressionByte(e.opts.Compression)
 	payload, err := wire.EncodeBatch(e.buf[:0], &b, comp)
 	if err != nil {
 		if errors.Is(err, wire.ErrTooLarge) && len(recs) > 1 {

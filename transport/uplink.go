@@ -428,23 +428,8 @@ func (u *Uplink) prepare(now time.Time, fullOnly bool) (time.Time, bool) {
 			SentAt: time.Now().UnixNano(),
 			SendID: u.nextSendID,
 		}
-		u.wrecs = u.wrecs[:0]
-		for i := range recs {
-			r := &recs[i]
-			u.wrecs = append(u.wrecs, wire.Record{
-				Seq: uint64(r.Seq), Stream: r.Stream, Key: r.Key, ID: r.ID, Op: uint8(r.Op),
-				Schema: r.Schema, SchemaVersion: r.SchemaVersion, CapturedAt: r.CapturedAt,
-				Data: r.Data,
-			})
-		}
-		if len(recs) > 0 {
-			b.Records = u.wrecs
-			b.First, b.Last = uint64(recs[0].Seq), uint64(recs[len(recs)-1].Seq)
-		}
-		comp := wire.CompressionZstd
-		if bc.Compression == "none" {
-			comp = wire.CompressionNone
-		}
+		u.wrecs = FillRecords(&b, u.wrecs, recs)
+		comp := CompressionByte(bc.Compression)
 		payload, err := wire.EncodeBatch(u.buf[:0], &b, comp)
 		if errors.Is(err, wire.ErrTooLarge) && len(recs) > 1 {
 			maxRecords = max(1, len(recs)/2)

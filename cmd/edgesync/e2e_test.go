@@ -182,27 +182,8 @@ func (e *e2e) post(client *http.Client, prefix string, first, n int) (bool, erro
 	return true, nil
 }
 
-// sinkIDs returns how often each id is in edgesync_log.
-func (e *e2e) sinkIDs() map[string]int {
-	e.t.Helper()
-	db := openRO(e.t, e.dbPath)
-	defer db.Close()
-	rows, err := db.Query(`SELECT id, count(*) FROM edgesync_log WHERE device_id = 'gw-e2e' GROUP BY id`)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var id string
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			e.t.Fatal(err)
-		}
-		out[id] = n
-	}
-	return out
-}
+// sinkIDs returns how often each id of the e2e device is in edgesync_log.
+func (e *e2e) sinkIDs() map[string]int { return e.sinkIDsFor("gw-e2e") }
 
 // waitApplied waits until every id in want is in the sink.
 func (e *e2e) waitApplied(want map[string]bool, timeout time.Duration) map[string]int {

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/edgesync/edgesync/apply"
 	"github.com/edgesync/edgesync/internal/atomicfile"
 	"github.com/edgesync/edgesync/resync"
 	"github.com/edgesync/edgesync/transport/wire"
@@ -40,14 +39,10 @@ func runImport(args []string) int {
 		fmt.Fprintln(os.Stderr, "edgesync import: --receipt names one file; with several bundles each gets BUNDLE.receipt")
 		return exitUsage
 	}
-	cfg, err := apply.LoadSinkConfig(*configPath)
-	if err != nil {
-		return configError(err)
-	}
 	ctx := context.Background()
-	store, err := cfg.Store.Open(ctx)
-	if err != nil {
-		return exitFor(fmt.Errorf("store: %w", err))
+	cfg, store, code := openSinkStore(ctx, *configPath)
+	if store == nil {
+		return code
 	}
 	defer store.Close()
 	var key []byte

@@ -113,14 +113,10 @@ func runReplayParked(args []string) int {
 	if !requireFlag("config", *configPath) {
 		return exitUsage
 	}
-	cfg, err := apply.LoadSinkConfig(*configPath)
-	if err != nil {
-		return configError(err)
-	}
 	ctx := context.Background()
-	store, err := cfg.Store.Open(ctx)
-	if err != nil {
-		return exitFor(fmt.Errorf("store: %w", err))
+	cfg, store, code := openSinkStore(ctx, *configPath)
+	if store == nil {
+		return code
 	}
 	defer store.Close()
 	replayed, remaining, err := store.ReplayParked(ctx, &cfg.Policy)
@@ -129,4 +125,18 @@ func runReplayParked(args []string) int {
 	}
 	fmt.Printf("replayed %d parked records; %d remain parked (their schema is still not accepted)\n", replayed, remaining)
 	return exitOK
+}
+
+// openSinkStore loads the sink configuration and opens its store; on failure
+// it prints why and returns a nil store with the exit code.
+func openSinkStore(ctx context.Context, path string) (*apply.SinkConfig, *apply.Store, int) {
+	cfg, err := apply.LoadSinkConfig(path)
+	if err != nil {
+		return nil, nil, configError(err)
+	}
+	store, err := cfg.Store.Open(ctx)
+	if err != nil {
+		return nil, nil, exitFor(fmt.Errorf("store: %w", err))
+	}
+	return cfg, store, exitOK
 }

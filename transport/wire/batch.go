@@ -338,20 +338,7 @@ const (
 )
 
 // appendHead writes a CBOR head in its shortest form.
-func appendHead(dst []byte, major byte, n uint64) []byte {
-	switch {
-	case n < 24:
-		return append(dst, major|byte(n))
-	case n <= 0xff:
-		return append(dst, major|24, byte(n))
-	case n <= 0xffff:
-		return append(dst, major|25, byte(n>>8), byte(n))
-	case n <= 0xffffffff:
-		return append(dst, major|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(dst, major|27, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32),
-		byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-}
+func appendHead(dst []byte, major byte, n uint64) []byte { return cbormsg.AppendHead(dst, major, n) }
 
 func appendText(dst []byte, s string) []byte {
 	return append(appendHead(dst, majorText, uint64(len(s))), s...)

@@ -433,18 +433,7 @@ func (t *sqliteTx) parkedAfter(ctx context.Context, device string, epoch, seq in
 		return nil, fmt.Errorf("read edgesync_parked: %w", err)
 	}
 	defer rows.Close()
-	var out []parkedRow
-	for rows.Next() {
-		var p parkedRow
-		if err := rows.Scan(&p.device, &p.epoch, &p.seq, &p.stream, &p.schema, &p.reason, &p.raw, &p.epochGen); err != nil {
-			return nil, fmt.Errorf("read edgesync_parked: %w", err)
-		}
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read edgesync_parked: %w", err)
-	}
-	return out, nil
+	return scanParked(rows)
 }
 
 func (t *sqliteTx) deleteParked(ctx context.Context, rows []parkedRow) error {

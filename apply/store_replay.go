@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/edgesync/edgesync/transport/wire"
@@ -126,4 +127,27 @@ func (s *Store) replayOnce(ctx context.Context, p *Policy, cur parkedRow) (n int
 		return 0, cur, false, err
 	}
 	return len(done), last, len(parked) == replayChunk, nil
+}
+
+// rowScanner is what scanParked needs of *sql.Rows and pgx.Rows.
+type rowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanParked reads edgesync_parked rows selected by sqlParkedAfter/pgParkedAfter.
+func scanParked(rows rowScanner) ([]parkedRow, error) {
+	var out []parkedRow
+	for rows.Next() {
+		var p parkedRow
+		if err := rows.Scan(&p.device, &p.epoch, &p.seq, &p.stream, &p.schema, &p.reason, &p.raw, &p.epochGen); err != nil {
+			return nil, fmt.Errorf("read edgesync_parked: %w", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read edgesync_parked: %w", err)
+	}
+	return out, nil
 }

@@ -1,15 +1,10 @@
 package apply
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
-
-	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgesync/edgesync/internal/broker"
 	"github.com/edgesync/edgesync/transport/wire"
@@ -28,38 +23,7 @@ func newHoldRig(t *testing.T, extra string) *sinkRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := cfg.Store.Open(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &sinkRig{t: t, store: store, done: make(chan struct{})}
-	r.sink = NewSink(cfg, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go func() { _ = r.sink.Run(ctx); close(r.done) }()
-	t.Cleanup(func() { cancel(); <-r.done; store.Close() })
-
-	r.client = paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("device-side"))
-	if tok := r.client.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
-	t.Cleanup(func() { r.client.Disconnect(0) })
-	tok := r.client.Subscribe("edgesync/+/ack", 1, func(_ paho.Client, m paho.Message) {
-		a, err := wire.DecodeAck(m.Payload())
-		if err != nil {
-			t.Errorf("undecodable ack: %v", err)
-			return
-		}
-		r.mu.Lock()
-		r.acks = append(r.acks, a)
-		r.mu.Unlock()
-	})
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	waitUntil(t, "sink connected", func() bool { c := r.sink.Conn(); return c != nil && c.Up() })
-	time.Sleep(100 * time.Millisecond) // the sink's subscription
-	return r
+	return startSinkRig(t, b, cfg)
 }
 
 // TestSinkHoldsEarlyBatches: batches of a device that arrive before the one

@@ -43,6 +43,11 @@ func newSinkRig(t testing.TB, policy Policy) *sinkRig {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	return startSinkRig(t, b, cfg)
+}
+
+// startSinkRig runs a sink with cfg on b, and a device-side client.
+func startSinkRig(t testing.TB, b *broker.Broker, cfg *SinkConfig) *sinkRig {
 	store, err := cfg.Store.Open(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -70,37 +70,7 @@ func cborHead(b []byte, off int) (major, ai byte, arg uint64, next int, err *cbo
 }
 
 // cborKind names the item with this head.
-func cborKind(major, ai byte) string {
-	switch major {
-	case majUint:
-		return "an unsigned integer"
-	case majNeg:
-		return "a negative integer"
-	case majBytes:
-		return "a byte string"
-	case majText:
-		return "a text string"
-	case majArray:
-		return "an array"
-	case majMap:
-		return "a map"
-	case majTag:
-		return "a tag"
-	}
-	switch ai {
-	case 20, 21:
-		return "a boolean"
-	case 22:
-		return "null"
-	case 23:
-		return "undefined"
-	case 25, 26, 27:
-		return "a float"
-	case 31:
-		return "a break"
-	}
-	return "a simple value"
-}
+func cborKind(major, ai byte) string { return jsoncbor.ItemKind(major<<5 | ai) }
 
 // cborSkip returns the offset after the item at b[off].
 func cborSkip(b []byte, off, depth int) (int, *cborErr) {

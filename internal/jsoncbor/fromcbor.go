@@ -485,7 +485,11 @@ func (d *cdec) dupKey(k keySpan) error {
 }
 
 // majorName names the kind of item an initial byte starts.
-func majorName(ib byte) string {
+func majorName(ib byte) string { return ItemKind(ib) }
+
+// ItemKind names, for error messages, the kind of CBOR item that the initial
+// byte ib starts ("a map", "a byte string", "undefined", ...).
+func ItemKind(ib byte) string {
 	switch ib &^ 31 {
 	case majUint:
 		return "an unsigned integer"
@@ -507,6 +511,8 @@ func majorName(ib byte) string {
 		return "a boolean"
 	case 22:
 		return "null"
+	case 23:
+		return "undefined"
 	case 25, 26, 27:
 		return "a float"
 	case 31:

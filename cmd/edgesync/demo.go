@@ -123,7 +123,7 @@ broker:
 ingest:
   listen: 127.0.0.1:0
 uplink:
-  ack_timeout: 5s
+  ack_timeout: 2s
 `, demoDevice, filepath.Join(d.dir, "agent"), b.URL())))
 	if err != nil {
 		return err

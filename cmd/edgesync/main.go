@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/edgesync/edgesync/agent"
 	"github.com/edgesync/edgesync/outbox"
 )
 
@@ -161,3 +162,16 @@ func newLogger(level slog.Level) (*slog.Logger, *slog.LevelVar) {
 
 // quietLogger discards logs (for commands that open the outbox themselves).
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// loadAgentConfig loads the agent configuration named by --config; on failure
+// it prints why and returns a nil config with the exit code.
+func loadAgentConfig(path string) (*agent.Config, int) {
+	if !requireFlag("config", path) {
+		return nil, exitUsage
+	}
+	cfg, err := agent.Load(path)
+	if err != nil {
+		return nil, configError(err)
+	}
+	return cfg, exitOK
+}

@@ -29,12 +29,9 @@ func runPut(args []string) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if !requireFlag("config", *configPath) {
-		return exitUsage
-	}
-	cfg, err := agent.Load(*configPath)
-	if err != nil {
-		return configError(err)
+	cfg, code := loadAgentConfig(*configPath)
+	if cfg == nil {
+		return code
 	}
 	var in io.Reader = os.Stdin
 	if *data != "" {

@@ -98,16 +98,13 @@ func runAckImport(args []string) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if !requireFlag("config", *configPath) {
-		return exitUsage
-	}
 	if fs.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "edgesync ack-import: name one receipt file")
 		return exitUsage
 	}
-	cfg, err := agent.Load(*configPath)
-	if err != nil {
-		return configError(err)
+	cfg, code := loadAgentConfig(*configPath)
+	if cfg == nil {
+		return code
 	}
 	receipt, err := os.ReadFile(fs.Arg(0))
 	if err != nil {

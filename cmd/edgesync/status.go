@@ -24,12 +24,9 @@ func runStatus(args []string) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if !requireFlag("config", *configPath) {
-		return exitUsage
-	}
-	cfg, err := agent.Load(*configPath)
-	if err != nil {
-		return configError(err)
+	cfg, code := loadAgentConfig(*configPath)
+	if cfg == nil {
+		return code
 	}
 	st, err := fetchStatus(cfg)
 	if err != nil {

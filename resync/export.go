@@ -222,17 +222,19 @@ func (e *exporter) run() error {
 }
 
 // read reads up to want records from next, with the dropped ranges the
-// outbox reported around the read. While the agent runs, the outbox may
-// drop (drop_oldest) or trim (acknowledgements) the very records being
-// read, and a deletion can be visible to Read before Position reports it.
-// So a read is only taken when the drops before and after it agree, no
-// record lies inside a dropped range, and every seq it skips (from next up
+// outbox reports after the read. While the agent runs, the outbox may drop
+// (drop_oldest) or trim (acknowledgements) the very records being read, and
+// a deletion can be visible to Read before Position reports it. So records
+// that lie inside a dropped range are left out (the batch announces them
+// as lost), and a read is only taken when every seq it skips (from next up
 // to its first record, or through the head when it returns none) is a
-// dropped or acknowledged one; otherwise it is repeated.
+// dropped or acknowledged one; otherwise it is repeated. When everything
+// read was dropped meanwhile, the next read starts past those drops: with a
+// full drop_oldest outbox the export chases the dropping front and
+// overtakes it, instead of starting over.
 func (e *exporter) read(next outbox.Seq, want int) ([]outbox.Record, []wire.Range, error) {
-	const attempts = 32
+	const attempts = 64
 	for range attempts {
-		before := e.drops(e.src.Position())
 		epoch, recs, err := e.src.Read(next, want, e.opts.MaxBytes, e.recs[:0])
 		if err != nil {
 			return nil, nil, fmt.Errorf("resync: export: %w", err)
@@ -246,9 +248,8 @@ func (e *exporter) read(next outbox.Seq, want int) ([]outbox.Record, []wire.Rang
 		}
 		pos := e.src.Position()
 		drops := e.drops(pos)
-		if !slices.Equal(before, drops) {
-			continue
-		}
+		read := len(recs)
+		recs = slices.DeleteFunc(recs, func(r outbox.Record) bool { return inDrops(r.Seq, drops) })
 		skipTo := e.hdr.Through
 		if len(recs) > 0 {
 			skipTo = recs[0].Seq - 1
@@ -258,7 +259,14 @@ func (e *exporter) read(next outbox.Seq, want int) ([]outbox.Record, []wire.Rang
 			// went meanwhile: the sink would stop at the hole.
 			return nil, nil, fmt.Errorf("resync: export: acknowledged records from %d were deleted while being exported (outbox.retain_acked expired); export again from a higher seq", next)
 		}
-		if !covered(next, skipTo, drops, pos.Watermark) || !disjoint(recs, drops) {
+		if read > 0 && len(recs) == 0 {
+			// All of it was dropped while being read: go on past the drops.
+			if past := coveredThrough(next, drops, pos.Watermark) + 1; past > next {
+				next = past
+			}
+			continue
+		}
+		if !covered(next, skipTo, drops, pos.Watermark) {
 			continue
 		}
 		return recs, drops, nil
@@ -266,31 +274,33 @@ func (e *exporter) read(next outbox.Seq, want int) ([]outbox.Record, []wire.Rang
 	return nil, nil, ErrDropping
 }
 
-// covered reports whether every seq in [lo, hi] is at or below the
-// watermark or inside one of the drops (ascending, not overlapping).
-func covered(lo, hi outbox.Seq, drops []wire.Range, watermark outbox.Seq) bool {
+// inDrops reports whether seq lies inside one of the drops.
+func inDrops(seq outbox.Seq, drops []wire.Range) bool {
+	for _, d := range drops {
+		if d.First <= uint64(seq) && uint64(seq) <= d.Last {
+			return true
+		}
+	}
+	return false
+}
+
+// coveredThrough returns the highest seq h such that every seq in
+// [lo, h] is at or below the watermark or inside one of the drops
+// (ascending, not overlapping); lo-1 when lo itself is not.
+func coveredThrough(lo outbox.Seq, drops []wire.Range, watermark outbox.Seq) outbox.Seq {
 	lo = max(lo, watermark+1)
 	for _, d := range drops {
-		if lo > hi {
-			break
-		}
 		if d.First <= uint64(lo) && uint64(lo) <= d.Last {
 			lo = outbox.Seq(d.Last) + 1
 		}
 	}
-	return lo > hi
+	return lo - 1
 }
 
-// disjoint reports whether no record lies inside a drop.
-func disjoint(recs []outbox.Record, drops []wire.Range) bool {
-	for _, r := range recs {
-		for _, d := range drops {
-			if d.First <= uint64(r.Seq) && uint64(r.Seq) <= d.Last {
-				return false
-			}
-		}
-	}
-	return true
+// covered reports whether every seq in [lo, hi] is at or below the
+// watermark or inside one of the drops (ascending, not overlapping).
+func covered(lo, hi outbox.Seq, drops []wire.Range, watermark outbox.Seq) bool {
+	return lo > hi || coveredThrough(lo, drops, watermark) >= hi
 }
 
 // drops returns the dropped ranges a batch carries: those above the

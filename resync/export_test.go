@@ -461,12 +461,26 @@ func TestExportDropsChanging(t *testing.T) {
 	if err != nil || sum.Records != 40 || sum.Dropped != 60 {
 		t.Fatalf("Export = %+v, %v; want 40 records and 60 dropped", sum, err)
 	}
-	// Drops that never settle: ErrDropping.
+	// A dropping front that always overtakes the export: ErrDropping.
 	buf.Reset()
-	_, err = Export(&buf, &churningSource{fakeSource: fakeSource{pos: pos}, n: 1 << 30}, testDevice, 0, ExportOptions{Now: fixedNow})
+	_, err = Export(&buf, &frontRunner{fakeSource: fakeSource{pos: outbox.Position{Epoch: 7, Head: 1 << 20, Low: 1}}}, testDevice, 0, ExportOptions{Now: fixedNow})
 	if !errors.Is(err, ErrDropping) {
-		t.Fatalf("Export with drops that never settle: %v, want ErrDropping", err)
+		t.Fatalf("Export behind a front that always overtakes it: %v, want ErrDropping", err)
 	}
+}
+
+// frontRunner drops everything each Read returned, and some more, before
+// the next Position: a drop_oldest outbox filling faster than the export
+// reads it.
+type frontRunner struct{ fakeSource }
+
+func (f *frontRunner) Read(from outbox.Seq, maxRecords, maxBytes int, dst []outbox.Record) (outbox.Epoch, []outbox.Record, error) {
+	epoch, recs, err := f.fakeSource.Read(from, maxRecords, maxBytes, dst)
+	if len(recs) > 0 {
+		f.pos.Low = recs[len(recs)-1].Seq + 10
+		f.pos.Drops = []outbox.Range{{First: 1, Last: f.pos.Low - 1}}
+	}
+	return epoch, recs, err
 }
 
 // purgingSource deletes the acknowledged records below 61 after the first

@@ -178,6 +178,46 @@ func (pg *PG) Start() {
 	}
 }
 
+// WriteFile writes a file into the server's data directory, owned by the
+// user the server runs as, with the given mode: certificates and keys for
+// Configure's settings (ssl_cert_file = 'server.crt' is relative to it).
+func (pg *PG) WriteFile(name string, data []byte, mode os.FileMode) {
+	pg.t.Helper()
+	pg.own("WriteFile")
+	p := filepath.Join(pg.srv.data, name)
+	if err := os.WriteFile(p, data, mode); err != nil {
+		pg.t.Fatalf("testenv: postgres: %v", err)
+	}
+	if c := pg.srv.cred; c != nil {
+		if err := os.Chown(p, int(c.Uid), int(c.Gid)); err != nil {
+			pg.t.Fatalf("testenv: postgres: %v", err)
+		}
+	}
+}
+
+// Configure puts hba lines in front of pg_hba.conf (the first matching line
+// wins; the trust lines initdb wrote stay behind them, so keep the test
+// helpers' own user, edgesync, out of yours), adds settings
+// ("ssl = on") to postgresql.conf, and restarts the server.
+func (pg *PG) Configure(hba []string, settings ...string) {
+	pg.t.Helper()
+	pg.own("Configure")
+	edit := func(name string, f func(old string) string) {
+		p := filepath.Join(pg.srv.data, name)
+		old, err := os.ReadFile(p)
+		if err != nil {
+			pg.t.Fatalf("testenv: postgres: %v", err)
+		}
+		if err := os.WriteFile(p, []byte(f(string(old))), 0o600); err != nil {
+			pg.t.Fatalf("testenv: postgres: %v", err)
+		}
+	}
+	edit("pg_hba.conf", func(old string) string { return strings.Join(hba, "\n") + "\n" + old })
+	edit("postgresql.conf", func(old string) string { return old + "\n" + strings.Join(settings, "\n") + "\n" })
+	pg.Stop()
+	pg.Start()
+}
+
 func (pg *PG) own(what string) {
 	pg.t.Helper()
 	if pg.shared {

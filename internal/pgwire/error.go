@@ -1,0 +1,76 @@
+package pgwire
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrNoRows: QueryRow's statement returned no row.
+var ErrNoRows = errors.New("pgwire: no rows in result set")
+
+// ErrClosed: the connection was closed, or broke and must be closed.
+var ErrClosed = errors.New("pgwire: connection closed")
+
+// Error is an ErrorResponse from the server. Code is the SQLSTATE
+// (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+type Error struct {
+	Severity string // ERROR, FATAL, PANIC
+	Code     string
+	Message  string
+	Detail   string
+	Hint     string
+	Where    string
+	Table    string
+	Column   string
+	// Constraint names the violated constraint, for integrity errors.
+	Constraint string
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("%s: %s (SQLSTATE %s)", e.Severity, e.Message, e.Code)
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
+}
+
+// parseError decodes the fields of an ErrorResponse or NoticeResponse.
+func parseError(body []byte) *Error {
+	e := &Error{}
+	r := reader{b: body}
+	for {
+		t := r.byte()
+		if t == 0 || r.err != nil {
+			break
+		}
+		v := r.cstring()
+		switch t {
+		case 'V':
+			e.Severity = v
+		case 'S':
+			if e.Severity == "" {
+				e.Severity = v
+			}
+		case 'C':
+			e.Code = v
+		case 'M':
+			e.Message = v
+		case 'D':
+			e.Detail = v
+		case 'H':
+			e.Hint = v
+		case 'W':
+			e.Where = v
+		case 't':
+			e.Table = v
+		case 'c':
+			e.Column = v
+		case 'n':
+			e.Constraint = v
+		}
+	}
+	if e.Severity == "" {
+		e.Severity = "ERROR"
+	}
+	return e
+}

@@ -10,8 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/edgesync/edgesync/internal/pgwire"
 )
 
 // migrationLockID is the pg_advisory_xact_lock key that keeps two sinks
@@ -22,8 +21,8 @@ const migrationLockID = 0x65646765_73796e63 // "edgesync"
 // epoch_gen at once; the loser retries with the next number.
 var errEpochGenRace = errors.New("apply: epoch_gen taken by a concurrent sink")
 
-// The statements of the PostgreSQL store. pgx prepares and caches them per
-// connection. Rows go in as arrays through unnest: one round trip per
+// The statements of the PostgreSQL store. pgwire prepares and caches them
+// per connection. Rows go in as arrays through unnest: one round trip per
 // statement and batch, not per record.
 const (
 	pgSelectDevice = `SELECT epoch_gen, applied_through FROM edgesync_devices
@@ -82,16 +81,16 @@ const (
 	FOR UPDATE OF p SKIP LOCKED`
 )
 
-// pgBackend is a pool of pgx connections; transactions run at READ COMMITTED
+// pgBackend is a pool of pgwire connections; transactions run at READ COMMITTED
 // and serialise per device on the watermark row.
 type pgBackend struct {
 	pool *pgPool
 }
 
 func openPostgres(ctx context.Context, c StoreConfig) (*pgBackend, error) {
-	cfg, err := pgx.ParseConfig(c.URL)
+	cfg, err := pgwire.ParseURL(c.URL)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres store: %w", err)
+		return nil, fmt.Errorf("open postgres store: store.url: %w", err)
 	}
 	if c.PasswordFile != "" {
 		pw, err := os.ReadFile(c.PasswordFile)
@@ -130,7 +129,7 @@ func (b *pgBackend) migrate(ctx context.Context) error {
 		return fail(err)
 	}
 	defer t.rollback()
-	tx := t.tx
+	tx := t.conn
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLockID)); err != nil {
 		return fail(err)
 	}
@@ -149,7 +148,7 @@ func (b *pgBackend) migrate(ctx context.Context) error {
 	}
 	for _, m := range ms[have:] {
 		version = m.version
-		if _, err := tx.Exec(ctx, m.sql); err != nil {
+		if err := tx.SimpleExec(ctx, m.sql); err != nil {
 			return fail(err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO edgesync_schema_version (version, applied_at) VALUES ($1, now())`, m.version); err != nil {
@@ -173,7 +172,7 @@ func (b *pgBackend) retryable(err error) bool {
 	if errors.Is(err, errEpochGenRace) {
 		return true
 	}
-	var pe *pgconn.PgError
+	var pe *pgwire.Error
 	if errors.As(err, &pe) {
 		switch pe.Code {
 		case "40001", "40P01": // serialization_failure, deadlock_detected
@@ -192,13 +191,13 @@ func (b *pgBackend) begin(ctx context.Context, device string, epoch int64, now t
 		st      devState
 		applied int64
 	)
-	err = t.tx.QueryRow(ctx, pgSelectDevice, device, epoch).Scan(&st.epochGen, &applied)
-	if errors.Is(err, pgx.ErrNoRows) {
-		var tag pgconn.CommandTag
-		if tag, err = t.tx.Exec(ctx, pgInsertDevice, device, epoch, now); err == nil {
+	err = t.conn.QueryRow(ctx, pgSelectDevice, device, epoch).Scan(&st.epochGen, &applied)
+	if errors.Is(err, pgwire.ErrNoRows) {
+		var tag pgwire.CommandTag
+		if tag, err = t.conn.Exec(ctx, pgInsertDevice, device, epoch, now); err == nil {
 			st.created = tag.RowsAffected() == 1
-			err = t.tx.QueryRow(ctx, pgSelectDevice, device, epoch).Scan(&st.epochGen, &applied)
-			if errors.Is(err, pgx.ErrNoRows) {
+			err = t.conn.QueryRow(ctx, pgSelectDevice, device, epoch).Scan(&st.epochGen, &applied)
+			if errors.Is(err, pgwire.ErrNoRows) {
 				err = errEpochGenRace
 			}
 		}
@@ -269,8 +268,7 @@ func (b *pgBackend) countParked(ctx context.Context) (int, error) {
 // it ends.
 type pgTx struct {
 	pool *pgPool
-	conn *pgx.Conn
-	tx   pgx.Tx
+	conn *pgwire.Conn
 	done bool
 }
 
@@ -278,7 +276,10 @@ func (t *pgTx) commit(ctx context.Context) error {
 	if t.done {
 		return errors.New("postgres: transaction already ended")
 	}
-	err := t.tx.Commit(ctx)
+	err := t.conn.SimpleExec(ctx, "COMMIT")
+	if err == nil && t.conn.TxStatus() != 'I' {
+		err = errors.New("the transaction did not end")
+	}
 	if err != nil {
 		t.rollback()
 		return fmt.Errorf("postgres commit: %w", err)
@@ -297,7 +298,7 @@ func (t *pgTx) rollback() {
 	// connection goes back to the pool inside a transaction.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	t.tx.Rollback(ctx)
+	_ = t.conn.SimpleExec(ctx, "ROLLBACK")
 	t.pool.release(t.conn)
 }
 
@@ -329,7 +330,7 @@ func markDups(rows []*row, inserted []int64) {
 
 // collectSeqs runs q and returns the seq column of its rows.
 func (t *pgTx) collectSeqs(ctx context.Context, q string, n int, args ...any) ([]int64, error) {
-	rows, err := t.tx.Query(ctx, q, args...)
+	rows, err := t.conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -410,7 +411,7 @@ func (t *pgTx) upsertState(ctx context.Context, g *group, rows []*row) error {
 		deleted[i], schemas[i], data[i] = r.op() == "delete", r.schema, r.data
 		captured[i] = time.Unix(0, r.rec.CapturedAt).UTC()
 	}
-	if _, err := t.tx.Exec(ctx, pgUpsertState, g.device, g.epochGen, g.epoch, g.now,
+	if _, err := t.conn.Exec(ctx, pgUpsertState, g.device, g.epochGen, g.epoch, g.now,
 		streams, keys, seqs, ids, deleted, schemas, data, captured); err != nil {
 		return fmt.Errorf("upsert edgesync_state: %w", err)
 	}
@@ -432,21 +433,21 @@ func (t *pgTx) insertParked(ctx context.Context, rows []parkedRow, now time.Time
 		devices[i], epochs[i], seqs[i], streams[i] = r.device, r.epoch, r.seq, pgText(r.stream)
 		schemas[i], reasons[i], raws[i] = pgText(r.schema), r.reason, r.raw
 	}
-	if _, err := t.tx.Exec(ctx, pgInsertParked, now, devices, epochs, seqs, streams, schemas, reasons, raws); err != nil {
+	if _, err := t.conn.Exec(ctx, pgInsertParked, now, devices, epochs, seqs, streams, schemas, reasons, raws); err != nil {
 		return fmt.Errorf("insert edgesync_parked: %w", err)
 	}
 	return nil
 }
 
 func (t *pgTx) updateDevice(ctx context.Context, device string, epoch, appliedThrough, lost, dups int64, now time.Time) error {
-	if _, err := t.tx.Exec(ctx, pgUpdateDevice, device, epoch, appliedThrough, lost, dups, now); err != nil {
+	if _, err := t.conn.Exec(ctx, pgUpdateDevice, device, epoch, appliedThrough, lost, dups, now); err != nil {
 		return fmt.Errorf("update edgesync_devices: %w", err)
 	}
 	return nil
 }
 
 func (t *pgTx) parkedAfter(ctx context.Context, device string, epoch, seq int64, limit int) ([]parkedRow, error) {
-	rows, err := t.tx.Query(ctx, pgParkedAfter, device, epoch, seq, limit)
+	rows, err := t.conn.Query(ctx, pgParkedAfter, device, epoch, seq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read edgesync_parked: %w", err)
 	}
@@ -464,7 +465,7 @@ func (t *pgTx) deleteParked(ctx context.Context, rows []parkedRow) error {
 	for i, r := range rows {
 		devices[i], epochs[i], seqs[i] = r.device, r.epoch, r.seq
 	}
-	if _, err := t.tx.Exec(ctx, pgDeleteParked, devices, epochs, seqs); err != nil {
+	if _, err := t.conn.Exec(ctx, pgDeleteParked, devices, epochs, seqs); err != nil {
 		return fmt.Errorf("delete edgesync_parked: %w", err)
 	}
 	return nil

@@ -4,30 +4,29 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/edgesync/edgesync/internal/pgwire"
 )
 
-// pgPool is a small pool of pgx connections: at most size at once, opened
-// on demand, kept while healthy and idle in no transaction. Each connection
-// caches its prepared statements (pgx's default), which is what makes the
-// apply statements cheap after the first batch.
+// pgPool is a small pool of pgwire connections: at most size at once,
+// opened on demand, kept while healthy and idle in no transaction. Each
+// connection caches its prepared statements, which is what makes the apply
+// statements cheap after the first batch.
 type pgPool struct {
-	cfg   *pgx.ConnConfig
+	cfg   *pgwire.Config
 	slots chan struct{} // one token per connection in use
 
 	mu     sync.Mutex
-	idle   []*pgx.Conn
+	idle   []*pgwire.Conn
 	closed bool
 }
 
-func newPGPool(cfg *pgx.ConnConfig, size int) *pgPool {
+func newPGPool(cfg *pgwire.Config, size int) *pgPool {
 	return &pgPool{cfg: cfg, slots: make(chan struct{}, size)}
 }
 
 // acquire returns a connection, waiting for a free slot.
-func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {
+func (p *pgPool) acquire(ctx context.Context) (*pgwire.Conn, error) {
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -39,7 +38,7 @@ func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {
 		<-p.slots
 		return nil, ErrClosed
 	}
-	var c *pgx.Conn
+	var c *pgwire.Conn
 	for c == nil && len(p.idle) > 0 {
 		c = p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
@@ -51,7 +50,7 @@ func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {
 	if c != nil {
 		return c, nil
 	}
-	c, err := pgx.ConnectConfig(ctx, p.cfg)
+	c, err := pgwire.Connect(ctx, p.cfg)
 	if err != nil {
 		<-p.slots
 		return nil, fmt.Errorf("postgres connect: %w", err)
@@ -61,8 +60,8 @@ func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {
 
 // release gives c back: kept when healthy and outside a transaction,
 // closed otherwise.
-func (p *pgPool) release(c *pgx.Conn) {
-	keep := !c.IsClosed() && c.PgConn().TxStatus() == 'I'
+func (p *pgPool) release(c *pgwire.Conn) {
+	keep := !c.IsClosed() && c.TxStatus() == 'I'
 	if keep {
 		p.mu.Lock()
 		if !p.closed {
@@ -72,9 +71,7 @@ func (p *pgPool) release(c *pgx.Conn) {
 		p.mu.Unlock()
 	}
 	if c != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		c.Close(ctx)
-		cancel()
+		c.Close()
 	}
 	<-p.slots
 }
@@ -96,12 +93,11 @@ func (p *pgPool) begin(ctx context.Context) (*pgTx, error) {
 	if err != nil {
 		return nil, err
 	}
-	tx, err := c.Begin(ctx)
-	if err != nil {
+	if err := c.SimpleExec(ctx, "BEGIN"); err != nil {
 		p.release(c)
 		return nil, fmt.Errorf("postgres begin: %w", err)
 	}
-	return &pgTx{pool: p, conn: c, tx: tx}, nil
+	return &pgTx{pool: p, conn: c}, nil
 }
 
 // close waits for the connections in use to come back, then closes all.
@@ -121,8 +117,6 @@ func (p *pgPool) close() {
 	p.idle = nil
 	p.mu.Unlock()
 	for _, c := range idle {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		c.Close(ctx)
-		cancel()
+		c.Close()
 	}
 }

@@ -73,8 +73,8 @@ type StoreConfig struct {
 	// retries for GapWait, PostgreSQL only, sleeping between tries.
 	// Default 2s; zero answers gap at once.
 	GapWait time.Duration `yaml:"gap_wait"`
-	// MaxConns is the PostgreSQL connection pool size. Default 0: pgx's
-	// default, the larger of 4 and the number of CPUs.
+	// MaxConns is the PostgreSQL connection pool size. Default 0: the
+	// larger of 4 and the number of CPUs.
 	MaxConns int `yaml:"max_conns"`
 }
 

@@ -129,7 +129,7 @@ func (s *Store) replayOnce(ctx context.Context, p *Policy, cur parkedRow) (n int
 	return len(done), last, len(parked) == replayChunk, nil
 }
 
-// rowScanner is what scanParked needs of *sql.Rows and pgx.Rows.
+// rowScanner is what scanParked needs of *sql.Rows and *pgwire.Rows.
 type rowScanner interface {
 	Next() bool
 	Scan(dest ...any) error

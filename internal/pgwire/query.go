@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -429,8 +430,9 @@ func (r *Rows) Err() error { return r.err }
 func (r *Rows) Close() { r.rows = nil }
 
 // Scan copies the current row's columns into dest: *string, *[]byte, *bool,
-// *int, *int32, *int64, *uint64, *float64, *time.Time or *any (text). A
-// NULL column scans into *[]byte (nil) and *any (nil) only.
+// *int, *int32, *int64, *uint64, *float64, *time.Time, *any (text) or a
+// sql.Scanner (sql.NullString, …). A NULL column scans into *[]byte (nil),
+// *any (nil) and sql.Scanners only.
 func (r *Rows) Scan(dest ...any) error {
 	if r.i < 0 || r.i >= len(r.rows) {
 		return errors.New("pgwire: Scan without a current row")
@@ -469,6 +471,13 @@ func (r *Row) Scan(dest ...any) error {
 }
 
 func decode(v []byte, oid uint32, dest any) error {
+	if sc, ok := dest.(sql.Scanner); ok {
+		val, err := scanValue(v, oid)
+		if err != nil {
+			return err
+		}
+		return sc.Scan(val)
+	}
 	if v == nil {
 		switch d := dest.(type) {
 		case *[]byte:
@@ -544,6 +553,25 @@ func decode(v []byte, oid uint32, dest any) error {
 		return fmt.Errorf("cannot scan into %T", dest)
 	}
 	return nil
+}
+
+// scanValue converts a column for a sql.Scanner (sql.NullString, …): nil,
+// int64, bool, []byte, time.Time or string, by the column's type.
+func scanValue(v []byte, oid uint32) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	switch oid {
+	case 20, 21, 23: // int8, int2, int4
+		return strconv.ParseInt(string(v), 10, 64)
+	case oidBool:
+		return string(v) == "t", nil
+	case oidBytea:
+		return decodeBytea(v)
+	case oidTimestamp, oidTimestamptz:
+		return parseTimestamp(string(v))
+	}
+	return string(v), nil
 }
 
 // decodeBytea decodes bytea's hex output, \x0a0b….

@@ -42,7 +42,7 @@ QEMU_PACKAGES=(
 	./agent/ ./apply/ ./capture/ ./outbox/ ./resync/ ./transport/ ./transport/wire/
 	./internal/atomicfile/ ./internal/backoff/ ./internal/broker/ ./internal/bytesize/
 	./internal/cbormsg/ ./internal/jsoncbor/ ./internal/latency/ ./internal/mqttx/
-	./internal/promtext/ ./internal/sdnotify/ ./internal/testenv/ ./internal/version/
+	./internal/pgwire/ ./internal/promtext/ ./internal/sdnotify/ ./internal/testenv/ ./internal/version/
 	./internal/yamlcfg/
 )
 # "package: why" for each package left out.

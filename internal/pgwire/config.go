@@ -68,6 +68,12 @@ var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "v
 // user's name, sslmode prefer. Without a password, the password file
 // (PGPASSFILE, by default ~/.pgpass) is consulted as libpq does.
 func ParseURL(s string) (*Config, error) {
+	// url.Parse takes one host; libpq URLs may list several (h1:5432,h2)
+	// or a percent-encoded socket directory: take the hosts out first.
+	hostport, s, err := cutHosts(s)
+	if err != nil {
+		return nil, err
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		// url.Error repeats the URL, password and all: keep only the reason.
@@ -87,8 +93,8 @@ func ParseURL(s string) (*Config, error) {
 			v["password"] = pw
 		}
 	}
-	if u.Host != "" {
-		v["hostport"] = u.Host
+	if hostport != "" {
+		v["hostport"] = hostport
 	}
 	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
 		v["dbname"] = db
@@ -190,6 +196,25 @@ func build(v map[string]string) (*Config, error) {
 		c.Password = passFromFile(v["passfile"], c)
 	}
 	return c, nil
+}
+
+// cutHosts returns the host list of a URL and the URL with it left out.
+func cutHosts(s string) (hosts, rest string, err error) {
+	scheme, after, ok := strings.Cut(s, "://")
+	if !ok {
+		return "", s, nil
+	}
+	end := strings.IndexAny(after, "/?")
+	if end < 0 {
+		end = len(after)
+	}
+	auth := after[:end]
+	at := strings.LastIndexByte(auth, '@')
+	hosts = auth[at+1:]
+	if hosts, err = url.PathUnescape(hosts); err != nil {
+		return "", "", fmt.Errorf("pgwire: URL host: %w", err)
+	}
+	return hosts, scheme + "://" + auth[:at+1] + after[end:], nil
 }
 
 // parseHostPorts parses "h1:5432,[::1]:5433,h3".

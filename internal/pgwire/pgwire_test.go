@@ -3,7 +3,9 @@ package pgwire
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -204,6 +206,24 @@ func TestServerGone(t *testing.T) {
 	}
 	pg.Start()
 	c = connect(t, pg.DSN())
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnixSocket(t *testing.T) {
+	pg := testenv.SharedPostgres(t)
+	c := connect(t, "postgres://edgesync@/"+pg.Database()+"?host="+pg.SocketDir()+"&port="+strconv.Itoa(pg.Port()))
+	var db string
+	if err := c.QueryRow(context.Background(), `SELECT current_database()`).Scan(&db); err != nil || db != pg.Database() {
+		t.Fatalf("over the socket: %q, %v", db, err)
+	}
+}
+
+func TestFailover(t *testing.T) {
+	pg := testenv.SharedPostgres(t)
+	// The first host refuses; the second is the server.
+	c := connect(t, fmt.Sprintf("postgres://edgesync@127.0.0.1:1,127.0.0.1:%d/%s?sslmode=disable", pg.Port(), pg.Database()))
 	if err := c.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}

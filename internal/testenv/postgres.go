@@ -149,6 +149,9 @@ func (pg *PG) Addr() string { return "127.0.0.1:" + itoa(pg.srv.port) }
 // Port returns the server's port.
 func (pg *PG) Port() int { return pg.srv.port }
 
+// SocketDir returns the directory of the server's unix socket.
+func (pg *PG) SocketDir() string { return pg.srv.sock }
+
 // Log returns what the server logged so far.
 func (pg *PG) Log() string { return pg.srv.log() }
 

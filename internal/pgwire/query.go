@@ -50,7 +50,7 @@ func (t CommandTag) RowsAffected() int64 {
 
 // Exec runs one statement with arguments ($1, $2, …) and returns its tag.
 // Arguments may be nil (NULL), string, []byte, bool, int, int32, int64,
-// uint32, float64, time.Time, and the arrays []string, []int64, []bool,
+// uint32, uint64 (up to the bigint maximum), float64, time.Time, and the arrays []string, []int64, []bool,
 // []time.Time and [][]byte (sent in binary; write the parameter with a
 // cast, $4::bigint[], so the server knows its type).
 func (c *Conn) Exec(ctx context.Context, sql string, args ...any) (CommandTag, error) {
@@ -303,6 +303,11 @@ func encodeArg(w *writer, a any) error {
 		w.b = strconv.AppendInt(w.b, v, 10)
 	case uint32:
 		w.b = strconv.AppendUint(w.b, uint64(v), 10)
+	case uint64:
+		if v > math.MaxInt64 {
+			return fmt.Errorf("%d is out of range for bigint", v)
+		}
+		w.b = strconv.AppendUint(w.b, v, 10)
 	case float64:
 		w.b = strconv.AppendFloat(w.b, v, 'g', -1, 64)
 	case time.Time:

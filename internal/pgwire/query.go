@@ -90,31 +90,49 @@ func (c *Conn) SimpleExec(ctx context.Context, sql string) error {
 		if err := c.flush(); err != nil {
 			return err
 		}
-		var first error
-		for {
-			t, body, err := c.recv()
-			if err != nil {
+		return c.untilReady(func(t byte, _ []byte, _ bool) error {
+			switch t {
+			case 'C', 'T', 'D', 'I':
+				return nil
+			case 'G', 'H', 'W':
+				return errors.New("pgwire: COPY is not supported")
+			}
+			return fmt.Errorf("pgwire: unexpected message %q", t)
+		})
+	})
+}
+
+// untilReady reads the replies up to ReadyForQuery and returns the first
+// ErrorResponse; handle sees every other message (failed: an error came
+// before it) and may end the read with an error.
+func (c *Conn) untilReady(handle func(t byte, body []byte, failed bool) error) error {
+	var first error
+	for {
+		t, body, err := c.recv()
+		if err != nil {
+			return err
+		}
+		switch t {
+		case 'E':
+			if first == nil {
+				first = parseError(body)
+			}
+		case 'Z':
+			if len(body) > 0 {
+				c.txStatus = body[0]
+			}
+			return first
+		default:
+			if err := handle(t, body, first != nil); err != nil {
+				// The rest of the reply is unread: the connection is
+				// out of step with the server for good.
+				if c.broken == nil {
+					c.broken = err
+				}
 				return err
 			}
-			switch t {
-			case 'E':
-				if first == nil {
-					first = parseError(body)
-				}
-			case 'Z':
-				if len(body) > 0 {
-					c.txStatus = body[0]
-				}
-				return first
-			case 'C', 'T', 'D', 'I', 'G', 'H', 'W':
-				if t == 'G' || t == 'H' || t == 'W' {
-					return errors.New("pgwire: COPY is not supported")
-				}
-			default:
-				return fmt.Errorf("pgwire: unexpected message %q", t)
-			}
 		}
-	})
+	}
 }
 
 // Ping checks that the server answers.
@@ -180,12 +198,7 @@ func (c *Conn) run(ctx context.Context, sql string, args []any, rows *Rows, keep
 		if err := c.flush(); err != nil {
 			return err
 		}
-		var first error
-		for {
-			t, body, err := c.recv()
-			if err != nil {
-				return err
-			}
+		err := c.untilReady(func(t byte, body []byte, failed bool) error {
 			switch t {
 			case '1': // ParseComplete
 				c.stmts[sql] = st
@@ -197,28 +210,19 @@ func (c *Conn) run(ctx context.Context, sql string, args []any, rows *Rows, keep
 				}
 				st.fields = f
 			case 'D':
-				if keep && first == nil {
-					if err := rows.add(body, len(st.fields)); err != nil {
-						return err
-					}
+				if keep && !failed {
+					return rows.add(body, len(st.fields))
 				}
 			case 'C':
 				r := reader{b: body}
 				tag = CommandTag(r.cstring())
-			case 'E':
-				if first == nil {
-					first = parseError(body)
-				}
-			case 'Z':
-				if len(body) > 0 {
-					c.txStatus = body[0]
-				}
-				rows.fields = st.fields
-				return first
 			default:
 				return fmt.Errorf("pgwire: unexpected message %q", t)
 			}
-		}
+			return nil
+		})
+		rows.fields = st.fields
+		return err
 	})
 	return tag, err
 }

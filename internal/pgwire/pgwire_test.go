@@ -228,3 +228,21 @@ func TestFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestServerWithoutTLS: prefer (the default) goes on in the clear when the
+// server has no TLS; require refuses to.
+func TestServerWithoutTLS(t *testing.T) {
+	pg := testenv.SharedPostgres(t)
+	base := fmt.Sprintf("postgres://edgesync@127.0.0.1:%d/%s", pg.Port(), pg.Database())
+	c := connect(t, base)
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseURL(base + "?sslmode=require")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Connect(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "does not accept TLS") {
+		t.Fatalf("require against a server without TLS: %v", err)
+	}
+}

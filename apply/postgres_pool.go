@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/edgesync/edgesync/internal/pgwire"
 )
@@ -11,15 +12,26 @@ import (
 // pgPool is a small pool of pgwire connections: at most size at once,
 // opened on demand, kept while healthy and idle in no transaction. Each
 // connection caches its prepared statements, which is what makes the apply
-// statements cheap after the first batch.
+// statements cheap after the first batch. A connection idle for longer than
+// pingIdle is pinged before it is handed out, so that after a restart of the
+// server the pool finds its dead connections itself instead of failing a
+// batch on each.
 type pgPool struct {
 	cfg   *pgwire.Config
 	slots chan struct{} // one token per connection in use
 
 	mu     sync.Mutex
-	idle   []*pgwire.Conn
+	idle   []idleConn
 	closed bool
 }
+
+type idleConn struct {
+	c     *pgwire.Conn
+	since time.Time
+}
+
+// pingIdle is how long a connection may sit idle before acquire pings it.
+const pingIdle = time.Second
 
 func newPGPool(cfg *pgwire.Config, size int) *pgPool {
 	return &pgPool{cfg: cfg, slots: make(chan struct{}, size)}
@@ -38,13 +50,33 @@ func (p *pgPool) acquire(ctx context.Context) (*pgwire.Conn, error) {
 		<-p.slots
 		return nil, ErrClosed
 	}
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	// The most recently used first; the rest go back.
 	var c *pgwire.Conn
-	for c == nil && len(p.idle) > 0 {
-		c = p.idle[len(p.idle)-1]
-		p.idle = p.idle[:len(p.idle)-1]
+	for len(idle) > 0 && c == nil {
+		ic := idle[len(idle)-1]
+		idle = idle[:len(idle)-1]
+		c = ic.c
+		if !c.IsClosed() && time.Since(ic.since) > pingIdle {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := c.Ping(pctx); err != nil {
+				c.Close()
+			}
+			cancel()
+		}
 		if c.IsClosed() {
 			c = nil
 		}
+	}
+	p.mu.Lock()
+	if p.closed {
+		for _, ic := range idle {
+			ic.c.Close()
+		}
+	} else {
+		p.idle = append(idle, p.idle...)
 	}
 	p.mu.Unlock()
 	if c != nil {
@@ -64,8 +96,8 @@ func (p *pgPool) release(c *pgwire.Conn) {
 	keep := !c.IsClosed() && c.TxStatus() == 'I'
 	if keep {
 		p.mu.Lock()
-		if !p.closed {
-			p.idle = append(p.idle, c)
+		if !p.closed && len(p.idle) < cap(p.slots) {
+			p.idle = append(p.idle, idleConn{c: c, since: time.Now()})
 			c = nil
 		}
 		p.mu.Unlock()
@@ -116,7 +148,7 @@ func (p *pgPool) close() {
 	idle := p.idle
 	p.idle = nil
 	p.mu.Unlock()
-	for _, c := range idle {
-		c.Close()
+	for _, ic := range idle {
+		ic.c.Close()
 	}
 }

@@ -343,3 +343,19 @@ func TestSinkPostgresRestart(t *testing.T) {
 		t.Errorf("edgesync_log holds %d rows, want seqs 1..200 once each", len(got))
 	}
 }
+
+// TestPostgresPoolAfterRestart: after the server restarted, the pool's idle
+// connections are dead; the next apply finds that out with a ping and
+// succeeds at the first try.
+func TestPostgresPoolAfterRestart(t *testing.T) {
+	pg := testenv.Postgres(t)
+	s := openT(t, StoreConfig{URL: pg.DSN(), MaxConns: 4})
+	mustApply(t, s, batch(7, recs(t, 1, 10, "temps")...), nil)
+	pg.Stop()
+	pg.Start()
+	time.Sleep(pingIdle + 100*time.Millisecond)
+	mustApply(t, s, batch(7, recs(t, 11, 20, "temps")...), nil)
+	if got := logSeqs(t, s, "gw-1", 7); !slices.Equal(got, seqRange(1, 20)) {
+		t.Errorf("seqs %v, want 1..20", got)
+	}
+}

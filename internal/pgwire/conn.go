@@ -374,8 +374,9 @@ func (c *Conn) flush() error {
 	_, err := c.nc.Write(c.w.b)
 	if err != nil {
 		c.broken = err
+		return fmt.Errorf("postgres connection lost (write): %w", err)
 	}
-	return err
+	return nil
 }
 
 // recv reads the next message, handling the asynchronous ones
@@ -386,7 +387,7 @@ func (c *Conn) recv() (byte, []byte, error) {
 		c.rbuf = buf
 		if err != nil {
 			c.broken = err
-			return 0, nil, err
+			return 0, nil, fmt.Errorf("postgres connection lost (read): %w", err)
 		}
 		switch t {
 		case 'S':

@@ -126,7 +126,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		OnConnect: func(c mqtt.Client) {
 			up.Subscribe(c)
 			a.subscribeConfig(c)
-			go a.publishConfigStatus(nil, false, true, "")
+			// On c itself: Up turns true only after this handler, so
+			// a.conn would not publish yet.
+			go a.publishConfigStatusOn(c, nil, false, true, "")
 		},
 		Default: func(_ mqtt.Client, m mqtt.Message) {
 			if !up.Handle(m) {

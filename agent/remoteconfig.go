@@ -280,8 +280,17 @@ func (a *Agent) handleConfig(payload []byte) bool {
 	return true
 }
 
-// publishConfigStatus publishes the retained config status.
+// publishConfigStatus publishes the retained config status on the current
+// connection, when it is up.
 func (a *Agent) publishConfigStatus(c *wire.Config, fleet, applied bool, errText string) {
+	if a.conn != nil && a.conn.Up() {
+		a.publishConfigStatusOn(a.conn.Client(), c, fleet, applied, errText)
+	}
+}
+
+// publishConfigStatusOn publishes the retained config status with client
+// cl: from the connect handler, before the connection counts as up.
+func (a *Agent) publishConfigStatusOn(cl mqtt.Client, c *wire.Config, fleet, applied bool, errText string) {
 	st := &wire.ConfigStatus{V: wire.Version, Device: a.cfg.DeviceID, Applied: applied, Error: errText, Time: time.Now().UnixNano()}
 	if a.cfg.remoteDevice != nil {
 		st.Version = a.cfg.remoteDevice.Version
@@ -305,9 +314,7 @@ func (a *Agent) publishConfigStatus(c *wire.Config, fleet, applied bool, errText
 		a.log.Error("agent: encode config status", "err", err)
 		return
 	}
-	if a.conn != nil && a.conn.Up() {
-		a.conn.Client().Publish(wire.ConfigStatusTopic(a.cfg.TopicPrefix, a.cfg.DeviceID), 1, true, p)
-	}
+	cl.Publish(wire.ConfigStatusTopic(a.cfg.TopicPrefix, a.cfg.DeviceID), 1, true, p)
 }
 
 // ConfigVersion is the device configuration version in use (0: none).

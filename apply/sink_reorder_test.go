@@ -31,7 +31,10 @@ func newHoldRig(t *testing.T, extra string) *sinkRig {
 // shared group deals a device's batches to several sinks) are held, not
 // answered gap; meanwhile the worker goes on with other devices' batches.
 func TestSinkHoldsEarlyBatches(t *testing.T) {
-	r := newHoldRig(t, "")
+	// gap_wait well above the test's own waits: under qemu on a loaded
+	// machine the other device's first apply alone can take seconds, and
+	// the held batches must still be held when the batch in front comes.
+	r := newHoldRig(t, "  gap_wait: 60s\n")
 	// A device on the same worker as gw-1, to show that a held batch does
 	// not block the batches behind it.
 	other := ""

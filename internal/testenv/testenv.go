@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -49,8 +50,12 @@ func RequireLong(t testing.TB) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. The
-// kernel hands out ephemeral ports in turn, so it is not reused soon.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
+// a process the test starts. It is taken below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range), at random and never twice in one test
+// binary: a port from that range could be handed to some client's outgoing
+// connection between now and the moment the process binds it, which under
+// load made a sink fail with "address already in use".
 func FreePort(t testing.TB) int {
 	t.Helper()
 	p, err := freePort()
@@ -60,13 +65,60 @@ func FreePort(t testing.TB) int {
 	return p
 }
 
+var ports struct {
+	sync.Mutex
+	handed map[int]bool
+}
+
 func freePort() (int, error) {
+	lo := ephemeralLow()
+	const base = 10000
+	ports.Lock()
+	defer ports.Unlock()
+	if ports.handed == nil {
+		ports.handed = map[int]bool{}
+	}
+	for range 200 {
+		if lo-base < 1000 {
+			break
+		}
+		p := base + rand.IntN(lo-base)
+		if ports.handed[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		ports.handed[p] = true
+		return p, nil
+	}
+	// No room below the ephemeral range: let the kernel choose.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralLow returns the first port of the kernel's ephemeral range
+// (32768 when it cannot be read).
+func ephemeralLow() int {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 1 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n <= 1024 {
+		return 32768
+	}
+	return n
 }
 
 // waitTCP dials addr until it accepts a connection, exited is closed, or the

@@ -204,6 +204,14 @@ type Options struct {
 // mqttClient wraps the paho client so that it can sit in an atomic.Pointer.
 type mqttClient struct{ mqtt.Client }
 
+// lostEvent is a connection-lost report, with the client it came from: a
+// client given up after a failed or timed-out connect may still report, and
+// must not be taken for the current one.
+type lostEvent struct {
+	client mqtt.Client
+	err    error
+}
+
 // Conn is a supervised MQTT connection.
 type Conn struct {
 	cfg    BrokerConfig
@@ -213,7 +221,7 @@ type Conn struct {
 	log    *slog.Logger
 
 	up         atomic.Bool
-	lost       chan error
+	lost       chan lostEvent
 	changed    chan struct{}
 	reconnects atomic.Uint64
 	attempts   atomic.Uint64
@@ -240,7 +248,7 @@ func New(cfg BrokerConfig, opts Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{cfg: cfg, opts: opts, log: opts.Logger, lost: make(chan error, 1), changed: make(chan struct{}, 1)}
+	c := &Conn{cfg: cfg, opts: opts, log: opts.Logger, lost: make(chan lostEvent, 4), changed: make(chan struct{}, 1)}
 	c.lastErr.Store("")
 	po := mqtt.NewClientOptions().
 		AddBroker(brokerURL(cfg.URL)).
@@ -253,6 +261,11 @@ func New(cfg BrokerConfig, opts Options) (*Conn, error) {
 		SetWriteTimeout(cfg.WriteTimeout).
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
+		// 3.1.1 only: with the version unset, paho follows a failed or
+		// slow 3.1.1 attempt with a 3.1 one inside the same Connect, which
+		// can outlast the connect timeout and leave a second session
+		// racing the next client for the same client id.
+		SetProtocolVersion(4).
 		SetOrderMatters(true).
 		SetMaxResumePubInFlight(opts.MaxResumePubInFlight).
 		SetMessageChannelDepth(1024)
@@ -269,13 +282,19 @@ func New(cfg BrokerConfig, opts Options) (*Conn, error) {
 		po.SetBinaryWill(opts.Will.Topic, opts.Will.Payload, 1, opts.Will.Retained)
 	}
 	po.SetOnConnectHandler(func(cl mqtt.Client) {
+		if cl != c.Client() {
+			return // a client already given up
+		}
 		if opts.OnConnect != nil {
 			opts.OnConnect(cl)
 		}
 	})
-	po.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+	po.SetConnectionLostHandler(func(cl mqtt.Client, err error) {
+		if cl != c.Client() {
+			return // a client already given up
+		}
 		select {
-		case c.lost <- err:
+		case c.lost <- lostEvent{client: cl, err: err}:
 		default:
 		}
 	})
@@ -336,11 +355,11 @@ func (c *Conn) setUp(up bool) {
 // a disconnect; beforeDisconnect may publish a clean "offline" state).
 func (c *Conn) Run(ctx context.Context, beforeDisconnect func(mqtt.Client)) error {
 	bo := backoff.Backoff{Min: c.cfg.ReconnectMin, Max: c.cfg.ReconnectMax}
-	first := true
+	first := true // no connection yet
 	failing := false
-	for {
+	for try := 0; ; try++ {
 		c.attempts.Add(1)
-		if !first {
+		if try > 0 {
 			c.client.Store(&mqttClient{mqtt.NewClient(c.po)})
 		}
 		client := c.Client()
@@ -349,6 +368,11 @@ func (c *Conn) Run(ctx context.Context, beforeDisconnect func(mqtt.Client)) erro
 		if ctx.Err() != nil {
 			client.Disconnect(0)
 			return nil
+		}
+		if err != nil {
+			// A timed-out attempt may still complete: make it give up
+			// before the next client connects with the same client id.
+			client.Disconnect(0)
 		}
 		if err == nil {
 			if !first {
@@ -362,25 +386,24 @@ func (c *Conn) Run(ctx context.Context, beforeDisconnect func(mqtt.Client)) erro
 			first, failing = false, false
 			bo.Reset()
 			c.lastErr.Store("")
-			// Drain a stale lost signal from before this connection.
-			select {
-			case <-c.lost:
-			default:
-			}
 			c.setUp(true)
-			select {
-			case <-ctx.Done():
-				c.setUp(false)
-				if beforeDisconnect != nil && client.IsConnectionOpen() {
-					beforeDisconnect(client)
+			var ev lostEvent
+			for ev.client != client { // reports of clients given up earlier are ignored
+				select {
+				case <-ctx.Done():
+					c.setUp(false)
+					if beforeDisconnect != nil && client.IsConnectionOpen() {
+						beforeDisconnect(client)
+					}
+					client.Disconnect(250)
+					return nil
+				case ev = <-c.lost:
 				}
-				client.Disconnect(250)
-				return nil
-			case err = <-c.lost:
-				c.setUp(false)
-				client.Disconnect(0) // stop its goroutines before the next client
-				c.log.Warn("mqtt: connection lost; reconnecting", "broker", c.cfg.URL, "err", err)
 			}
+			err = ev.err
+			c.setUp(false)
+			client.Disconnect(0) // stop its goroutines before the next client
+			c.log.Warn("mqtt: connection lost; reconnecting", "broker", c.cfg.URL, "err", err)
 		} else if !failing {
 			// Log the first failure; the recovery is logged once too.
 			c.log.Warn("mqtt: cannot connect; retrying with backoff", "broker", c.cfg.URL, "err", err)

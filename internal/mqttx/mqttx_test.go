@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgesync/edgesync/internal/testenv"
 )
@@ -152,5 +155,100 @@ func TestReconnectsWithBackoff(t *testing.T) {
 	st := c.Stats()
 	if !st.Up || st.Reconnects != 1 || st.Attempts < 3 {
 		t.Fatalf("after the broker came back: %+v", st)
+	}
+}
+
+// slowLink accepts connections for target and holds the first slow ones
+// for delay before relaying, as a loaded broker or an emulated CPU answers
+// a CONNECT after the client's connect timeout.
+func slowLink(t *testing.T, target string, slow int, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	n := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n++
+			wait := time.Duration(0)
+			if n <= slow {
+				wait = delay
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				time.Sleep(wait)
+				s, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer s.Close()
+				go func() { io.Copy(s, c); s.Close() }()
+				io.Copy(c, s)
+			}()
+		}
+	}()
+	return "tcp://" + ln.Addr().String()
+}
+
+// TestConnectAfterTimeout: connection attempts that the broker answers only
+// after the connect timeout are given up for good. The connection that
+// stays up is the current one: what it publishes arrives, and it stays up.
+func TestConnectAfterTimeout(t *testing.T) {
+	b := testenv.Mosquitto(t)
+	url := slowLink(t, b.Addr(), 2, 2500*time.Millisecond)
+	cfg := BrokerConfig{URL: url, ConnectTimeout: time.Second, KeepAlive: 2 * time.Second,
+		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 100 * time.Millisecond}
+	c, ok := run(t, cfg, "late", 15*time.Second)
+	if !ok {
+		t.Fatalf("not connected; broker log:\n%s", b.Log())
+	}
+	// Let the late attempts reach the broker and be given up.
+	time.Sleep(4 * time.Second)
+	if !c.Up() {
+		t.Fatal("down after the late attempts arrived")
+	}
+	got := make(chan string, 1)
+	sub, ok := run(t, BrokerConfig{URL: b.URL(), ConnectTimeout: 2 * time.Second}, "watcher", 10*time.Second)
+	if !ok {
+		t.Fatal("watcher not connected")
+	}
+	tok := sub.Client().Subscribe("late/t", 1, func(_ mqtt.Client, m mqtt.Message) {
+		select {
+		case got <- string(m.Payload()):
+		default:
+		}
+	})
+	if err := WaitToken(context.Background(), tok, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := WaitToken(context.Background(), c.Client().Publish("late/t", 1, false, "hello"), 5*time.Second); err != nil {
+		t.Fatalf("publish on the current connection: %v", err)
+	}
+	select {
+	case s := <-got:
+		if s != "hello" {
+			t.Fatalf("got %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("published on the current connection, never delivered; broker log:\n%s", b.Log())
+	}
+	// Settled: no more reconnects. (A late CONNECT that reached the broker
+	// takes the client id over, as MQTT says; the client then reconnects
+	// once, and must not be left believing a dead session is up.)
+	before := c.Stats()
+	time.Sleep(2 * time.Second)
+	if after := c.Stats(); !after.Up || after.Reconnects != before.Reconnects {
+		t.Fatalf("not settled: before %+v, after %+v; broker log:\n%s", before, after, b.Log())
 	}
 }

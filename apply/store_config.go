@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/edgesync/edgesync/internal/pgwire"
 )
 
 // Kind is the database behind a Store.
@@ -23,6 +25,14 @@ const (
 // postgres://… (also postgresql://…). The sink's config validation uses it to
 // refuse shared_group with SQLite.
 func StoreKind(storeURL string) (Kind, error) {
+	// A PostgreSQL URL may list several hosts (h1:5432,h2:5432), which
+	// url.Parse refuses: tell it by its scheme; Validate checks the rest.
+	if scheme, _, ok := strings.Cut(storeURL, "://"); ok {
+		switch strings.ToLower(scheme) {
+		case "postgres", "postgresql":
+			return KindPostgres, nil
+		}
+	}
 	u, err := url.Parse(storeURL)
 	if err != nil {
 		return "", fmt.Errorf("%q: %w", redactURL(storeURL), err)
@@ -44,19 +54,37 @@ func StoreKind(storeURL string) (Kind, error) {
 	return "", fmt.Errorf("%q: unknown scheme %q; want sqlite:// or postgres://", redactURL(storeURL), u.Scheme)
 }
 
-// redactURL hides a password written in a URL, for error messages.
+// redactURL hides a password written in a URL, for error messages and logs.
 func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	// Several hosts, or not a URL at all: cut the password out by hand.
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
 		return "(unparsable URL)"
 	}
-	return u.Redacted()
+	end := strings.IndexAny(rest, "/?")
+	if end < 0 {
+		end = len(rest)
+	}
+	auth := rest[:end]
+	at := strings.LastIndexByte(auth, '@')
+	if at < 0 {
+		return s
+	}
+	user := auth[:at]
+	if i := strings.IndexByte(user, ':'); i >= 0 {
+		user = user[:i] + ":xxxxx"
+	}
+	return scheme + "://" + user + auth[at:] + rest[end:]
 }
 
 // StoreConfig is the store block of the sink configuration.
 type StoreConfig struct {
 	// URL is sqlite:///absolute/path.db or postgres://user@host:5432/db
-	// (any libpq URL; postgresql:// works too). Required.
+	// (libpq's URL form and parameters, see pgwire.ParseURL; postgresql://
+	// works too). Required.
 	URL string `yaml:"url"`
 	// PasswordFile holds the PostgreSQL password (trailing newline ignored),
 	// so that it stays out of the URL; it overrides a password in the URL.
@@ -90,6 +118,13 @@ func (c *StoreConfig) Validate() error {
 	kind, err := StoreKind(c.URL)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("store.url: %w", err))
+	}
+	if kind == KindPostgres {
+		// The URL's parameters, as the connection will read them; no
+		// connection is made.
+		if _, err := pgwire.ParseURL(c.URL); err != nil {
+			errs = append(errs, fmt.Errorf("store.url: %s", strings.TrimPrefix(err.Error(), "pgwire: ")))
+		}
 	}
 	if c.PasswordFile != "" && kind == KindSQLite {
 		errs = append(errs, errors.New("store.password_file: only for postgres:// URLs"))

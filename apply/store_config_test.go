@@ -19,6 +19,7 @@ func TestStoreKind(t *testing.T) {
 		{"sqlite:///var/lib/edgesync/sink.db", KindSQLite, ""},
 		{"postgres://sink@db:5432/edgesync", KindPostgres, ""},
 		{"postgresql://sink:pw@db/edgesync?sslmode=require", KindPostgres, ""},
+		{"postgres://sink@db1:5432,db2:5432/edgesync", KindPostgres, ""},
 		{"sqlite://relative.db", "", "want sqlite:///absolute/path.db"},
 		{"sqlite:relative.db", "", "want sqlite:///absolute/path.db"},
 		{"sqlite:///dir/", "", "want sqlite:///absolute/path.db"},
@@ -59,6 +60,29 @@ func TestStoreConfig(t *testing.T) {
 	}
 	if err := (&StoreConfig{}).Validate(); err == nil || !strings.Contains(err.Error(), "store.url") {
 		t.Errorf("empty url: %v", err)
+	}
+	// PostgreSQL URL parameters are checked at validation, before any
+	// connection, and named.
+	for url, want := range map[string]string{
+		"postgres://u@h/db?sslmode=on":          `store.url: sslmode "on"`,
+		"postgres://u@h/db?pool_max_conns=4":    `store.url: URL parameter "pool_max_conns" is not known`,
+		"postgres://u:topsecret@h:99999/db":     `store.url: port "99999"`,
+		"postgres://u@h1:5432,h2:5433/db":       "",
+		"postgres://u@h/db?sslmode=verify-full": "",
+	} {
+		err := (&StoreConfig{URL: url}).Validate()
+		if want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", url, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "topsecret") {
+			t.Errorf("%s: %v, want an error with %q and no password", url, err, want)
+		}
+	}
+	if got := redactURL("postgres://u:topsecret@h1:5432,h2/db?sslmode=require"); got != "postgres://u:xxxxx@h1:5432,h2/db?sslmode=require" {
+		t.Errorf("redactURL of a several-host URL: %s", got)
 	}
 	if _, err := OpenStore(context.Background(), "mysql://x/y", ""); err == nil {
 		t.Error("OpenStore accepted a mysql URL")

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -103,11 +105,11 @@ func ParseURL(s string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgwire: URL query: %w", err)
 	}
-	for k, vals := range q {
+	for _, k := range slices.Sorted(maps.Keys(q)) {
 		if !contains(urlParams, k) {
 			return nil, fmt.Errorf("pgwire: URL parameter %q is not known; known: %s", k, strings.Join(urlParams, ", "))
 		}
-		v[k] = vals[len(vals)-1]
+		v[k] = q[k][len(q[k])-1]
 	}
 	env := map[string]string{
 		"host": "PGHOST", "port": "PGPORT", "dbname": "PGDATABASE", "user": "PGUSER",

@@ -527,3 +527,24 @@ func TestPutAndStatus(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+// TestSinkConfigErrors: a bad sink configuration exits 2 and names every
+// wrong key, the PostgreSQL URL's parameters included, before connecting
+// anywhere; the password in the URL is not repeated.
+func TestSinkConfigErrors(t *testing.T) {
+	bin := testenv.BuildBinary(t)
+	cfg := filepath.Join(t.TempDir(), "sink.yaml")
+	writeFile(t, cfg, "sink_id: \"bad id\"\nbroker:\n  url: tcp://127.0.0.1:1\nstore:\n  url: postgres://u:topsecret@db1,db2/x?sslmode=on\n  gap_wait: -1s\n")
+	out, code := runBin(t, bin, "sink", "--config", cfg)
+	if code != 2 {
+		t.Fatalf("exit %d, want 2; output:\n%s", code, out)
+	}
+	for _, want := range []string{"sink_id", `store.url: sslmode "on"`, "store.gap_wait"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output does not name %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "topsecret") {
+		t.Errorf("output repeats the password:\n%s", out)
+	}
+}

@@ -37,6 +37,11 @@ func (e *Error) Error() string {
 // parseError decodes the fields of an ErrorResponse or NoticeResponse.
 func parseError(body []byte) *Error {
 	e := &Error{}
+	var localized string // S: the severity in the server's language
+	field := map[byte]*string{
+		'V': &e.Severity, 'S': &localized, 'C': &e.Code, 'M': &e.Message, 'D': &e.Detail,
+		'H': &e.Hint, 'W': &e.Where, 't': &e.Table, 'c': &e.Column, 'n': &e.Constraint,
+	}
 	r := reader{b: body}
 	for {
 		t := r.byte()
@@ -44,30 +49,12 @@ func parseError(body []byte) *Error {
 			break
 		}
 		v := r.cstring()
-		switch t {
-		case 'V':
-			e.Severity = v
-		case 'S':
-			if e.Severity == "" {
-				e.Severity = v
-			}
-		case 'C':
-			e.Code = v
-		case 'M':
-			e.Message = v
-		case 'D':
-			e.Detail = v
-		case 'H':
-			e.Hint = v
-		case 'W':
-			e.Where = v
-		case 't':
-			e.Table = v
-		case 'c':
-			e.Column = v
-		case 'n':
-			e.Constraint = v
+		if p := field[t]; p != nil {
+			*p = v
 		}
+	}
+	if e.Severity == "" {
+		e.Severity = localized
 	}
 	if e.Severity == "" {
 		e.Severity = "ERROR"

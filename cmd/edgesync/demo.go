@@ -94,7 +94,9 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = b.Close() }()
+	// The broker restarted halfway replaces b; bmu guards it.
+	var bmu sync.Mutex
+	defer func() { bmu.Lock(); _ = b.Close(); bmu.Unlock() }()
 
 	// The sink, on SQLite.
 	dbPath := filepath.Join(d.dir, "sink.db")
@@ -168,13 +170,19 @@ uplink:
 				case <-time.After(10 * time.Millisecond):
 				}
 			}
+			bmu.Lock()
 			addr := b.Addr()
 			_ = b.Close()
+			bmu.Unlock()
 			time.Sleep(time.Second)
-			for i := 0; i < 50; i++ {
+			// The port may be taken for a moment (a client's outgoing
+			// connection): try again for a while.
+			for i := 0; i < 50 && runCtx.Err() == nil; i++ {
 				nb, err := broker.Start(addr)
 				if err == nil {
+					bmu.Lock()
 					b = nb
+					bmu.Unlock()
 					return
 				}
 				time.Sleep(100 * time.Millisecond)

@@ -39,6 +39,9 @@ func newPGPool(cfg *pgwire.Config, size int) *pgPool {
 
 // acquire returns a connection, waiting for a free slot.
 func (p *pgPool) acquire(ctx context.Context) (*pgwire.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -60,7 +63,9 @@ func (p *pgPool) acquire(ctx context.Context) (*pgwire.Conn, error) {
 		idle = idle[:len(idle)-1]
 		c = ic.c
 		if !c.IsClosed() && time.Since(ic.since) > pingIdle {
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			// Not the caller's context: its end must not break a
+			// healthy connection.
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			if err := c.Ping(pctx); err != nil {
 				c.Close()
 			}

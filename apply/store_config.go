@@ -54,12 +54,9 @@ func StoreKind(storeURL string) (Kind, error) {
 	return "", fmt.Errorf("%q: unknown scheme %q; want sqlite:// or postgres://", redactURL(storeURL), u.Scheme)
 }
 
-// redactURL hides a password written in a URL, for error messages and logs.
+// redactURL hides a password written in a URL (as user:password@ or as
+// password=), for error messages and logs.
 func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
-	}
-	// Several hosts, or not a URL at all: cut the password out by hand.
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
 		return "(unparsable URL)"
@@ -68,16 +65,29 @@ func redactURL(s string) string {
 	if end < 0 {
 		end = len(rest)
 	}
-	auth := rest[:end]
-	at := strings.LastIndexByte(auth, '@')
-	if at < 0 {
-		return s
+	auth, tail := rest[:end], rest[end:]
+	if at := strings.LastIndexByte(auth, '@'); at >= 0 {
+		user := auth[:at]
+		if i := strings.IndexByte(user, ':'); i >= 0 {
+			user = user[:i] + ":xxxxx"
+		}
+		auth = user + auth[at:]
 	}
-	user := auth[:at]
-	if i := strings.IndexByte(user, ':'); i >= 0 {
-		user = user[:i] + ":xxxxx"
+	path, query, hasQuery := strings.Cut(tail, "?")
+	if strings.ContainsAny(path, "@") || strings.Count(s, "@") > strings.Count(auth, "@") {
+		// An @ past the host: a password with a / or ? not percent-encoded.
+		return scheme + "://(a URL with a password that is not percent-encoded)"
 	}
-	return scheme + "://" + user + auth[at:] + rest[end:]
+	if hasQuery {
+		params := strings.Split(query, "&")
+		for i, kv := range params {
+			if k, _, ok := strings.Cut(kv, "="); ok && strings.EqualFold(k, "password") {
+				params[i] = k + "=xxxxx"
+			}
+		}
+		path += "?" + strings.Join(params, "&")
+	}
+	return scheme + "://" + auth + path
 }
 
 // StoreConfig is the store block of the sink configuration.

@@ -100,9 +100,10 @@ func TestAuthAndTLS(t *testing.T) {
 		CREATE ROLE plain_u LOGIN PASSWORD 'plain';
 		CREATE ROLE tls_u LOGIN PASSWORD 'tls';
 		CREATE ROLE cert_u LOGIN;
+		CREATE ROLE clear_u LOGIN PASSWORD 'clear';
 		SET password_encryption = 'md5';
 		CREATE ROLE md5_u LOGIN PASSWORD 'md5pw';
-		GRANT ALL ON DATABASE `+pg.Database()+` TO scram_u, plain_u, tls_u, cert_u, md5_u`); err != nil {
+		GRANT ALL ON DATABASE `+pg.Database()+` TO scram_u, plain_u, tls_u, cert_u, md5_u, clear_u`); err != nil {
 		t.Fatal(err)
 	}
 	pg.Configure([]string{
@@ -113,6 +114,8 @@ func TestAuthAndTLS(t *testing.T) {
 		"host all tls_u 127.0.0.1/32 reject",
 		"hostssl all cert_u 127.0.0.1/32 cert",
 		"host all cert_u 127.0.0.1/32 reject",
+		"hostssl all clear_u 127.0.0.1/32 reject",
+		"hostnossl all clear_u 127.0.0.1/32 scram-sha-256",
 	}, "ssl = on", "ssl_cert_file = 'server.crt'", "ssl_key_file = 'server.key'", "ssl_ca_file = 'ca.crt'")
 
 	base := fmt.Sprintf("127.0.0.1:%d/%s", pg.Port(), pg.Database())
@@ -139,6 +142,9 @@ func TestAuthAndTLS(t *testing.T) {
 		{name: "verify-full wrong name", url: "postgres://tls_u:tls@" + base + "?sslmode=verify-full&sslrootcert=" + caFile, wantErr: "127.0.0.1"},
 		{name: "client certificate", url: "postgres://cert_u@" + base + "?sslmode=verify-ca&sslrootcert=" + caFile + "&sslcert=" + cliCertFile + "&sslkey=" + cliKeyFile, ssl: true},
 		{name: "no client certificate", url: "postgres://cert_u@" + base + "?sslmode=require", wantErr: "28000"},
+		{name: "prefer falls back when TLS is refused", url: "postgres://clear_u:clear@" + base, ssl: false},
+		{name: "verify-ca needs a root certificate", url: "postgres://tls_u:tls@" + base + "?sslmode=verify-ca", wantErr: "sslrootcert"},
+		{name: "system roots mean verify-full", url: "postgres://tls_u:tls@" + base + "?sslmode=require&sslrootcert=system", wantErr: "certificate"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -185,7 +191,7 @@ func TestAuthAndTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg, _ := ParseURL("postgres://scram_u@" + base + "?sslmode=disable&passfile=" + pass)
-	if cfg.Password != "" {
+	if cfg.passwordFor(cfg.Hosts[0]) != "" {
 		t.Error("a password file others can read was used")
 	}
 	_, err := Connect(ctx, &Config{Hosts: []Host{{Name: "127.0.0.1", Port: pg.Port()}}, User: "scram_u", Database: pg.Database(), SSLMode: "disable", Password: "wrong"})

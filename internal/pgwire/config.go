@@ -26,6 +26,9 @@ type Config struct {
 	// Password, when empty, is not sent; a server that asks for one gets
 	// an error naming where it could come from.
 	Password string
+	// PassFile is the password file consulted, per host, when Password is
+	// empty: passfile=, PGPASSFILE, by default ~/.pgpass.
+	PassFile string
 	Database string
 	// SSLMode is disable, allow, prefer, require, verify-ca or verify-full,
 	// as in libpq. Default prefer.
@@ -78,10 +81,14 @@ func ParseURL(s string) (*Config, error) {
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		// url.Error repeats the URL, password and all: keep only the reason.
+		// url.Error repeats the URL, password and all: keep only the
+		// reason, and not even that when it may quote the user info.
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
+		}
+		if strings.Contains(s, "@") {
+			return nil, errors.New("pgwire: URL is not valid: percent-encode special characters in the user name and password")
 		}
 		return nil, fmt.Errorf("pgwire: URL: %w", err)
 	}
@@ -194,8 +201,11 @@ func build(v map[string]string) (*Config, error) {
 			c.Params[k] = s
 		}
 	}
-	if c.Password == "" {
-		c.Password = passFromFile(v["passfile"], c)
+	c.PassFile = v["passfile"]
+	if c.PassFile == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			c.PassFile = filepath.Join(home, ".pgpass")
+		}
 	}
 	return c, nil
 }
@@ -206,9 +216,19 @@ func cutHosts(s string) (hosts, rest string, err error) {
 	if !ok {
 		return "", s, nil
 	}
+	// A password with / ? # or @ not percent-encoded would be cut in the
+	// wrong place, and pieces of it would end up in error messages.
+	const encode = "percent-encode / ? # @ and : in the user name and password (%2F %3F %23 %40 %3A)"
+	if strings.Contains(after, "#") {
+		return "", "", errors.New("pgwire: URL: a # in it: " + encode)
+	}
 	end := strings.IndexAny(after, "/?")
 	if end < 0 {
 		end = len(after)
+	}
+	path, query, _ := strings.Cut(after[end:], "?")
+	if strings.Contains(path, "@") || (end < len(after) && after[end] == '?' && strings.Contains(query, "@") && strings.Contains(query, "/")) {
+		return "", "", errors.New("pgwire: URL: an @ past the host: " + encode)
 	}
 	auth := after[:end]
 	at := strings.LastIndexByte(auth, '@')
@@ -257,28 +277,23 @@ func parseHostPorts(s string, defPort int) ([]Host, error) {
 	return out, nil
 }
 
-// passFromFile looks the password up in the password file: PGPASSFILE or
-// passfile=, by default ~/.pgpass. Lines are host:port:database:user:password,
-// * matches anything, \ escapes : and \. As in libpq, the file is ignored
-// when others can read it, and a socket directory matches "localhost".
-func passFromFile(path string, c *Config) string {
-	if path == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return ""
-		}
-		path = filepath.Join(home, ".pgpass")
+// passwordFor returns the password for host h: Password, or the password
+// file's entry for h. Lines are host:port:database:user:password, * matches
+// anything, \ escapes : and \. As in libpq, the file is ignored when
+// others can read it, and a socket directory matches "localhost".
+func (c *Config) passwordFor(h Host) string {
+	if c.Password != "" || c.PassFile == "" {
+		return c.Password
 	}
-	fi, err := os.Stat(path)
+	fi, err := os.Stat(c.PassFile)
 	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 {
 		return ""
 	}
-	f, err := os.Open(path)
+	f, err := os.Open(c.PassFile)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
-	h := c.Hosts[0]
 	host := h.Name
 	if strings.HasPrefix(host, "/") {
 		host = "localhost"

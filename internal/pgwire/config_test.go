@@ -62,6 +62,10 @@ func TestParseURL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if want := filepath.Join(os.Getenv("HOME"), ".pgpass"); got.PassFile != want {
+				t.Errorf("PassFile %q, want %q", got.PassFile, want)
+			}
+			got.PassFile = ""
 			if !reflect.DeepEqual(*got, tc.want) {
 				t.Errorf("got  %+v\nwant %+v", *got, tc.want)
 			}
@@ -88,6 +92,7 @@ func TestParseURLEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	got.PassFile = ""
 	want := Config{Hosts: []Host{{"envhost", 6000}}, User: "envuser", Password: "envpw", Database: "d", SSLMode: "require",
 		Params: map[string]string{"application_name": "app"}}
 	if !reflect.DeepEqual(*got, want) {
@@ -124,9 +129,17 @@ func TestPassFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg.Password != want {
-			t.Errorf("%s: password %q, want %q", url, cfg.Password, want)
+		if got := cfg.passwordFor(cfg.Hosts[0]); got != want {
+			t.Errorf("%s: password %q, want %q", url, got, want)
 		}
+	}
+	// Each host its own line.
+	cfg, err := ParseURL("postgres://u@other,h/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := cfg.passwordFor(cfg.Hosts[0]), cfg.passwordFor(cfg.Hosts[1]); a != "no" || b != `colon:and\backslash` {
+		t.Errorf("several hosts: passwords %q and %q, want each host's", a, b)
 	}
 }
 
@@ -134,6 +147,27 @@ func TestCommandTag(t *testing.T) {
 	for tag, want := range map[CommandTag]int64{"INSERT 0 5": 5, "UPDATE 12": 12, "BEGIN": 0, "": 0, "SELECT 1": 1} {
 		if got := tag.RowsAffected(); got != want {
 			t.Errorf("%q: %d, want %d", tag, got, want)
+		}
+	}
+}
+
+// TestParseURLPasswordNotEncoded: a password with / ? # or @ left as is
+// makes an error that quotes none of it.
+func TestParseURLPasswordNotEncoded(t *testing.T) {
+	clearPGEnv(t)
+	for _, url := range []string{
+		"postgres://u:Qx1/Zk9@host/db",
+		"postgres://u:Qx1#Zk9@host/db",
+		"postgres://u:Qx1?Zk9@host/db",
+		"postgres://u:Qx1 Zk9@host:x/db",
+	} {
+		_, err := ParseURL(url)
+		if err == nil {
+			t.Errorf("%s: accepted", url)
+			continue
+		}
+		if strings.Contains(err.Error(), "Qx1") || strings.Contains(err.Error(), "Zk9") {
+			t.Errorf("%s: error quotes the password: %v", url, err)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/md5"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -27,7 +28,51 @@ type Conn struct {
 	txStatus byte              // from the last ReadyForQuery: I, T or E
 	stmts    map[string]*stmt
 	nstmt    int
-	broken   error // set once the connection cannot be used any more
+	prefix   string // of prepared statement names, random per connection
+	broken   error  // set once the connection cannot be used any more
+
+	ready       bool  // startup done: messages up to maxMessage
+	host        Host  // for a CancelRequest
+	pid, secret int32 // BackendKeyData
+}
+
+// stmtPrefix returns a random prefix for prepared statement names, so that
+// a connection pooler that moved the session to another backend makes a
+// cached statement fail ("does not exist") instead of running another
+// client's statement of the same name.
+func stmtPrefix() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return "es" + hex.EncodeToString(b[:]) + "_"
+}
+
+// cancel asks the server, on a connection of its own, to cancel what this
+// connection runs now (best effort, bounded): a call whose context ended
+// must not leave its statement waiting on locks in the server.
+func (c *Conn) cancel() {
+	if c.pid == 0 && c.secret == 0 {
+		return
+	}
+	network := "tcp"
+	if strings.HasPrefix(c.host.Name, "/") {
+		network = "unix"
+	}
+	nc, err := net.DialTimeout(network, c.host.String(), 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	var w writer
+	w.begin(0)
+	w.int32(80877102) // CancelRequest
+	w.int32(c.pid)
+	w.int32(c.secret)
+	w.end()
+	if _, err := nc.Write(w.b); err == nil {
+		var b [1]byte
+		nc.Read(b[:]) // the server closes the connection when done
+	}
 }
 
 // Connect opens a connection: it tries each of cfg.Hosts in order until one
@@ -45,26 +90,43 @@ func Connect(ctx context.Context, cfg *Config) (*Conn, error) {
 		}
 		errs = append(errs, err)
 		var pe *Error
-		if errors.As(err, &pe) || ctx.Err() != nil {
+		if ctx.Err() != nil || errors.As(err, &pe) && !retryOnNextHost(pe.Code) {
 			break // the server answered: another host would answer alike
 		}
 	}
 	return nil, errors.Join(errs...)
 }
 
+// retryOnNextHost reports the startup errors after which libpq tries the
+// next host: the server is starting up, shutting down or in recovery, or
+// has no room for another connection.
+func retryOnNextHost(code string) bool {
+	switch code {
+	case "57P03", "57P01", "53300":
+		return true
+	}
+	return false
+}
+
 func connectHost(ctx context.Context, cfg *Config, h Host) (*Conn, error) {
 	switch cfg.SSLMode {
 	case "allow":
+		// As libpq: in the clear first; any refusal by the server, then
+		// with TLS (pg_hba.conf may have hostssl lines only).
 		c, err := connectOnce(ctx, cfg, h, false)
 		var pe *Error
-		if errors.As(err, &pe) && (pe.Code == "28000" || pe.Code == "28P01") {
+		if errors.As(err, &pe) && ctx.Err() == nil {
 			return connectOnce(ctx, cfg, h, true)
 		}
 		return c, err
 	case "prefer":
+		// As libpq: TLS first; a failed handshake, or any refusal by the
+		// server over TLS (pg_hba.conf may have hostnossl lines only), then
+		// in the clear.
 		c, err := connectOnce(ctx, cfg, h, true)
 		var te *tlsError
-		if errors.As(err, &te) {
+		var pe *Error
+		if ctx.Err() == nil && (errors.As(err, &te) || errors.As(err, &pe)) {
 			return connectOnce(ctx, cfg, h, false)
 		}
 		return c, err
@@ -97,7 +159,7 @@ func connectOnce(ctx context.Context, cfg *Config, h Host, useTLS bool) (_ *Conn
 	if err != nil {
 		return nil, fmt.Errorf("pgwire: connect %s: %w", h, err)
 	}
-	c := &Conn{nc: nc, params: map[string]string{}, stmts: map[string]*stmt{}}
+	c := &Conn{nc: nc, params: map[string]string{}, stmts: map[string]*stmt{}, host: h, prefix: stmtPrefix()}
 	defer func() {
 		if err != nil {
 			nc.Close()
@@ -106,8 +168,15 @@ func connectOnce(ctx context.Context, cfg *Config, h Host, useTLS bool) (_ *Conn
 	}()
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer func() {
-		if !stop() && err != nil {
-			err = errors.Join(ctx.Err(), err)
+		if !stop() {
+			// The deadline was set in the past: the connection is of no
+			// use even if the startup had just completed.
+			if err == nil {
+				c.nc.Close()
+				err = ctx.Err()
+			} else {
+				err = errors.Join(ctx.Err(), err)
+			}
 		}
 	}()
 	if useTLS {
@@ -116,7 +185,7 @@ func connectOnce(ctx context.Context, cfg *Config, h Host, useTLS bool) (_ *Conn
 		}
 	}
 	c.br = bufio.NewReaderSize(c.nc, 32<<10)
-	if err := c.startup(cfg); err != nil {
+	if err := c.startup(cfg, cfg.passwordFor(h)); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -158,17 +227,35 @@ func (c *Conn) startTLS(cfg *Config, h Host) error {
 }
 
 // tlsConfig follows libpq: require encrypts without checking the server
-// (unless a root certificate is given, which makes it verify-ca),
-// verify-ca checks the chain, verify-full the chain and the host name.
+// (unless a root certificate file is given or ~/.postgresql/root.crt
+// exists, which makes it verify-ca), verify-ca checks the chain against
+// that file, verify-full the chain and the host name. verify-ca without a
+// root certificate file is refused, as in libpq: the system's roots would
+// accept any certificate any public CA issued. sslrootcert=system (the
+// system's roots) makes any mode verify-full.
 func tlsConfig(cfg *Config, h Host) (*tls.Config, error) {
 	conf := &tls.Config{ServerName: h.Name, MinVersion: tls.VersionTLS12}
 	mode := cfg.SSLMode
-	if mode == "require" && cfg.SSLRootCert != "" {
+	rootFile := cfg.SSLRootCert
+	if rootFile == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			if p := filepath.Join(home, ".postgresql", "root.crt"); fileExists(p) {
+				rootFile = p
+			}
+		}
+	}
+	switch {
+	case rootFile == "system":
+		mode = "verify-full"
+	case mode == "require" && rootFile != "":
 		mode = "verify-ca"
 	}
 	switch mode {
 	case "verify-ca", "verify-full":
-		roots, err := rootPool(cfg.SSLRootCert)
+		if rootFile == "" {
+			return nil, fmt.Errorf("sslmode %s needs a root certificate: set sslrootcert to the CA file (or to \"system\" for the system's roots, with verify-full), or put it in ~/.postgresql/root.crt", mode)
+		}
+		roots, err := rootPool(rootFile)
 		if err != nil {
 			return nil, err
 		}
@@ -192,17 +279,9 @@ func tlsConfig(cfg *Config, h Host) (*tls.Config, error) {
 	return conf, nil
 }
 
-// rootPool loads the CA file: path, or ~/.postgresql/root.crt when it
-// exists, or the system's roots ("system", or no file at all).
+// rootPool loads the CA file, or the system's roots for "system".
 func rootPool(path string) (*x509.CertPool, error) {
-	if path == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			if p := filepath.Join(home, ".postgresql", "root.crt"); fileExists(p) {
-				path = p
-			}
-		}
-	}
-	if path == "" || path == "system" {
+	if path == "system" {
 		return x509.SystemCertPool()
 	}
 	pem, err := os.ReadFile(path)
@@ -244,7 +323,7 @@ func verifyChain(raw [][]byte, roots *x509.CertPool) error {
 // startup sends the startup message, authenticates and waits for
 // ReadyForQuery. The session runs in UTC with ISO dates, which is what
 // the text decoding of timestamps expects.
-func (c *Conn) startup(cfg *Config) error {
+func (c *Conn) startup(cfg *Config, password string) error {
 	c.w.b = c.w.b[:0]
 	c.w.begin(0)
 	c.w.int32(3 << 16) // protocol 3.0
@@ -256,7 +335,10 @@ func (c *Conn) startup(cfg *Config) error {
 		c.w.str(k)
 		c.w.str(v)
 	}
-	for _, kv := range [][2]string{{"client_encoding", "UTF8"}, {"DateStyle", "ISO"}, {"TimeZone", "UTC"}} {
+	// These override what the role or the database set: the decoding of
+	// results depends on them.
+	for _, kv := range [][2]string{{"client_encoding", "UTF8"}, {"DateStyle", "ISO"}, {"TimeZone", "UTC"},
+		{"bytea_output", "hex"}, {"extra_float_digits", "3"}} {
 		c.w.str(kv[0])
 		c.w.str(kv[1])
 	}
@@ -265,7 +347,10 @@ func (c *Conn) startup(cfg *Config) error {
 	if err := c.flush(); err != nil {
 		return err
 	}
-	var sc *scram
+	var (
+		sc       *scram
+		verified bool // the server proved it knows the password (SCRAM)
+	)
 	for {
 		t, body, err := c.recv()
 		if err != nil {
@@ -274,10 +359,17 @@ func (c *Conn) startup(cfg *Config) error {
 		switch t {
 		case 'R':
 			r := reader{b: body}
-			switch kind := r.int32(); kind {
+			kind := r.int32()
+			if sc != nil && kind != 11 && kind != 12 && !(kind == 0 && verified) {
+				// Once SCRAM started, the server must finish it: no
+				// downgrade to a password in the clear, no success
+				// without proving it knows the password.
+				return fmt.Errorf("the server broke off SCRAM authentication (method %d): not the server it claims to be?", kind)
+			}
+			switch kind {
 			case 0: // AuthenticationOk
 			case 3: // cleartext password
-				if err := c.sendPassword(cfg, cfg.Password); err != nil {
+				if err := c.sendPassword(cfg, password, password); err != nil {
 					return err
 				}
 			case 5: // MD5
@@ -285,9 +377,9 @@ func (c *Conn) startup(cfg *Config) error {
 				if r.err != nil {
 					return r.err
 				}
-				inner := md5.Sum([]byte(cfg.Password + cfg.User))
+				inner := md5.Sum([]byte(password + cfg.User))
 				outer := md5.Sum(append([]byte(hex.EncodeToString(inner[:])), salt...))
-				if err := c.sendPassword(cfg, "md5"+hex.EncodeToString(outer[:])); err != nil {
+				if err := c.sendPassword(cfg, password, "md5"+hex.EncodeToString(outer[:])); err != nil {
 					return err
 				}
 			case 10: // SASL: a list of mechanisms
@@ -302,10 +394,10 @@ func (c *Conn) startup(cfg *Config) error {
 				if !contains(mechs, "SCRAM-SHA-256") {
 					return fmt.Errorf("the server offers SASL mechanisms %v; this client speaks SCRAM-SHA-256 only", mechs)
 				}
-				if cfg.Password == "" {
+				if password == "" {
 					return noPassword(cfg)
 				}
-				sc = newSCRAM(cfg.Password)
+				sc = newSCRAM(password)
 				first := sc.clientFirst()
 				c.w.b = c.w.b[:0]
 				c.w.begin('p')
@@ -338,16 +430,20 @@ func (c *Conn) startup(cfg *Config) error {
 				if err := sc.verifyServer(r.b); err != nil {
 					return err
 				}
+				verified = true
 			default:
 				return fmt.Errorf("the server asks for authentication method %d, which this client does not speak (trust, password, md5 and scram-sha-256 only)", kind)
 			}
-		case 'K': // BackendKeyData
+		case 'K': // BackendKeyData: for a CancelRequest
+			r := reader{b: body}
+			c.pid, c.secret = r.int32(), r.int32()
 		case 'E':
 			return parseError(body)
 		case 'Z':
 			if len(body) > 0 {
 				c.txStatus = body[0]
 			}
+			c.ready = true
 			return nil
 		default:
 			return fmt.Errorf("unexpected message %q during startup", t)
@@ -355,8 +451,8 @@ func (c *Conn) startup(cfg *Config) error {
 	}
 }
 
-func (c *Conn) sendPassword(cfg *Config, pw string) error {
-	if cfg.Password == "" {
+func (c *Conn) sendPassword(cfg *Config, password, pw string) error {
+	if password == "" {
 		return noPassword(cfg)
 	}
 	c.w.b = c.w.b[:0]
@@ -383,7 +479,11 @@ func (c *Conn) flush() error {
 // (ParameterStatus, NoticeResponse, NotificationResponse) itself.
 func (c *Conn) recv() (byte, []byte, error) {
 	for {
-		t, body, buf, err := readMessage(c.br, c.rbuf)
+		limit := maxStartupMessage
+		if c.ready {
+			limit = maxMessage
+		}
+		t, body, buf, err := readMessage(c.br, c.rbuf, limit)
 		c.rbuf = buf
 		if err != nil {
 			c.broken = err

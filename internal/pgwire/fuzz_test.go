@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,7 +68,7 @@ func FuzzServerReplies(f *testing.F) {
 		pc := &pipeConn{r: bytes.NewReader(data)}
 		c := &Conn{nc: pc, br: bufio.NewReader(pc), params: map[string]string{}, stmts: map[string]*stmt{}}
 		cfg := &Config{User: "u", Database: "d", Password: "pw", Params: map[string]string{}}
-		if err := c.startup(cfg); err != nil {
+		if err := c.startup(cfg, cfg.Password); err != nil {
 			return
 		}
 		rows, err := c.Query(context.Background(), "SELECT n, b FROM t WHERE x = $1", []int64{1, 2})
@@ -118,7 +119,7 @@ func FuzzDecode(f *testing.F) {
 func TestSeedRepliesWork(t *testing.T) {
 	pc := &pipeConn{r: bytes.NewReader(seedReplies()[0])}
 	c := &Conn{nc: pc, br: bufio.NewReader(pc), params: map[string]string{}, stmts: map[string]*stmt{}}
-	if err := c.startup(&Config{User: "u", Database: "d"}); err != nil {
+	if err := c.startup(&Config{User: "u", Database: "d"}, ""); err != nil {
 		t.Fatal(err)
 	}
 	if c.ServerVersion() != "15.8" {
@@ -137,5 +138,38 @@ func TestSeedRepliesWork(t *testing.T) {
 	}
 	if !rows.Next() || rows.Scan(new(any), &b) != nil || b != nil || rows.Next() {
 		t.Fatalf("second row: NULLs not read")
+	}
+}
+
+// TestSCRAMNoDowngrade: once SCRAM started, the server may neither ask for
+// a password in the clear nor declare success without its proof.
+func TestSCRAMNoDowngrade(t *testing.T) {
+	ok := msg('R', i32(0))
+	ready := msg('Z', []byte{'I'})
+	sasl := msg('R', i32(10), cstr("SCRAM-SHA-256"), cstr(""))
+	for name, reply := range map[string][]byte{
+		"cleartext after SASL":    bytes.Join([][]byte{sasl, msg('R', i32(3))}, nil),
+		"ok without server proof": bytes.Join([][]byte{sasl, ok, ready}, nil),
+		"ok after continue only":  bytes.Join([][]byte{sasl, msg('R', i32(11), []byte("r=abc,s=c2FsdA==,i=4096")), ok, ready}, nil),
+		"md5 after SASL":          bytes.Join([][]byte{sasl, msg('R', i32(5), []byte{1, 2, 3, 4})}, nil),
+	} {
+		pc := &pipeConn{r: bytes.NewReader(reply)}
+		c := &Conn{nc: pc, br: bufio.NewReader(pc), params: map[string]string{}, stmts: map[string]*stmt{}}
+		err := c.startup(&Config{User: "u", Database: "d"}, "pw")
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// TestStartupMessageLimit: before authentication a server cannot make the
+// client take in a large message.
+func TestStartupMessageLimit(t *testing.T) {
+	big := []byte{'S', 0x7f, 0, 0, 0}
+	pc := &pipeConn{r: bytes.NewReader(big)}
+	c := &Conn{nc: pc, br: bufio.NewReader(pc), params: map[string]string{}, stmts: map[string]*stmt{}}
+	err := c.startup(&Config{User: "u", Database: "d"}, "")
+	if err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("err = %v, want the size limit", err)
 	}
 }

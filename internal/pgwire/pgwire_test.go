@@ -1,6 +1,7 @@
 package pgwire
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -244,5 +245,79 @@ func TestServerWithoutTLS(t *testing.T) {
 	}
 	if _, err := Connect(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "does not accept TLS") {
 		t.Fatalf("require against a server without TLS: %v", err)
+	}
+}
+
+// TestCachedStatementGone: a cached statement that the server dropped
+// (DISCARD ALL) or whose result changed (a migration) fails once, and is
+// prepared afresh on the next call.
+func TestCachedStatementGone(t *testing.T) {
+	pg := testenv.SharedPostgres(t)
+	c := connect(t, pg.DSN())
+	ctx := context.Background()
+	if err := c.SimpleExec(ctx, `CREATE TABLE t (id int); INSERT INTO t VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	const q = `SELECT * FROM t`
+	var id int
+	if err := c.QueryRow(ctx, q).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SimpleExec(ctx, `DISCARD ALL`); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.QueryRow(ctx, q).Scan(&id) // may fail once
+	if err := c.QueryRow(ctx, q).Scan(&id); err != nil || id != 1 {
+		t.Fatalf("after DISCARD ALL: %v", err)
+	}
+	if err := c.SimpleExec(ctx, `ALTER TABLE t ALTER COLUMN id TYPE bigint`); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.QueryRow(ctx, q).Scan(&id)
+	if err := c.QueryRow(ctx, q).Scan(&id); err != nil || id != 1 {
+		t.Fatalf("after a column type change: %v", err)
+	}
+}
+
+// TestLargeValues: a value of several MiB goes out and comes back whole,
+// read in pieces; the buffers are not kept that large.
+func TestLargeValues(t *testing.T) {
+	pg := testenv.SharedPostgres(t)
+	c := connect(t, pg.DSN())
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3<<16) // 3 MiB
+	var got []byte
+	if err := c.QueryRow(context.Background(), `SELECT $1::bytea`, big).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, big) {
+		t.Fatalf("got %d bytes back, want %d", len(got), len(big))
+	}
+	if cap(c.rbuf) > chunk || cap(c.w.b) > chunk {
+		t.Errorf("buffers kept at %d and %d bytes", cap(c.rbuf), cap(c.w.b))
+	}
+}
+
+// TestCancelOnContextEnd: a call whose context ends is cancelled in the
+// server too, not left running.
+func TestCancelOnContextEnd(t *testing.T) {
+	pg := testenv.SharedPostgres(t)
+	c := connect(t, pg.DSN())
+	watch := connect(t, pg.DSN())
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, _ = c.Exec(ctx, `SELECT pg_sleep(60) /* cancel-me */`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		if err := watch.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%cancel-me%' AND state = 'active' AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the statement still runs in the server 10s after its context ended")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

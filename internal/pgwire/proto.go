@@ -8,8 +8,13 @@ import (
 )
 
 // maxMessage bounds one backend message: a row of the parked table holds a
-// record of at most a batch's size, hex-encoded.
-const maxMessage = 64 << 20
+// record of at most a batch's size, hex-encoded. Before authentication
+// ends, maxStartupMessage: a server that has not proven anything yet
+// cannot make the client buffer much.
+const (
+	maxMessage        = 64 << 20
+	maxStartupMessage = 64 << 10
+)
 
 // errShort: a backend message ended before one of its fields.
 var errShort = errors.New("pgwire: malformed message from the server (too short)")
@@ -98,26 +103,39 @@ func (w *writer) int32(v int32) { w.b = binary.BigEndian.AppendUint32(w.b, uint3
 func (w *writer) str(s string)  { w.b = append(append(w.b, s...), 0) }
 func (w *writer) raw(p []byte)  { w.b = append(w.b, p...) }
 
-// readMessage reads one backend message into buf (grown as needed) and
-// returns its type and body, which stay valid until buf is reused.
-func readMessage(r io.Reader, buf []byte) (byte, []byte, []byte, error) {
+// chunk is the largest piece of a message allocated ahead of its bytes: a
+// header that claims a large message costs memory only as the bytes come.
+const chunk = 1 << 20
+
+// readMessage reads one backend message of at most limit bytes into buf
+// (grown as needed) and returns its type and body, which stay valid until
+// buf is reused.
+func readMessage(r io.Reader, buf []byte, limit int) (byte, []byte, []byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, buf, err
 	}
 	n := int64(binary.BigEndian.Uint32(hdr[1:])) - 4
-	if n < 0 || n > maxMessage {
-		return 0, nil, buf, fmt.Errorf("pgwire: server message %q of %d bytes: not a PostgreSQL server, or over the %d-byte limit", hdr[0], n+4, maxMessage)
+	if n < 0 || n > int64(limit) {
+		return 0, nil, buf, fmt.Errorf("pgwire: server message %q of %d bytes: not a PostgreSQL server, or over the %d-byte limit", hdr[0], n+4, limit)
 	}
-	if int64(cap(buf)) < n {
-		buf = make([]byte, n)
+	size := int(n)
+	if cap(buf) < min(size, chunk) {
+		buf = make([]byte, 0, min(size, chunk))
 	}
-	body := buf[:n]
-	if _, err := io.ReadFull(r, body); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	body := buf[:0]
+	for len(body) < size {
+		if len(body) == cap(body) {
+			body = append(body, make([]byte, min(size-len(body), cap(body)))...)[:len(body)]
 		}
-		return 0, nil, buf, err
+		part := body[len(body):min(size, cap(body))]
+		if _, err := io.ReadFull(r, part); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, nil, body, err
+		}
+		body = body[:len(body)+len(part)]
 	}
-	return hdr[0], body, buf, nil
+	return hdr[0], body, body, nil
 }

@@ -110,7 +110,8 @@ func (c *Conn) untilReady(handle func(t byte, body []byte, failed bool) error) e
 	for {
 		t, body, err := c.recv()
 		if err != nil {
-			return err
+			// The server's reason (a FATAL before it hung up) first.
+			return errors.Join(first, err)
 		}
 		switch t {
 		case 'E':
@@ -135,6 +136,30 @@ func (c *Conn) untilReady(handle func(t byte, body []byte, failed bool) error) e
 	}
 }
 
+// closeStmt closes a prepared statement on the server (best effort; the
+// reply is read, so the connection stays in step).
+func (c *Conn) closeStmt(name string) {
+	if c.broken != nil {
+		return
+	}
+	c.w.b = c.w.b[:0]
+	c.w.begin('C')
+	c.w.b = append(c.w.b, 'S')
+	c.w.str(name)
+	c.w.end()
+	c.w.begin('S')
+	c.w.end()
+	if c.flush() != nil {
+		return
+	}
+	_ = c.untilReady(func(t byte, _ []byte, _ bool) error {
+		if t == '3' { // CloseComplete
+			return nil
+		}
+		return fmt.Errorf("pgwire: unexpected message %q", t)
+	})
+}
+
 // Ping checks that the server answers.
 func (c *Conn) Ping(ctx context.Context) error { return c.SimpleExec(ctx, "") }
 
@@ -152,8 +177,19 @@ func (c *Conn) guard(ctx context.Context, f func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() {
+		c.nc.SetDeadline(time.Unix(1, 0))
+		go c.cancel()
+	})
 	err := f()
+	// A large batch or row leaves large buffers: not kept for the life of
+	// a pooled connection.
+	if cap(c.rbuf) > chunk {
+		c.rbuf = nil
+	}
+	if cap(c.w.b) > chunk {
+		c.w.b = nil
+	}
 	if !stop() {
 		if c.broken == nil {
 			c.broken = ctx.Err()
@@ -175,7 +211,7 @@ func (c *Conn) run(ctx context.Context, sql string, args []any, rows *Rows, keep
 		c.w.b = c.w.b[:0]
 		if !cached {
 			c.nstmt++
-			st = &stmt{name: "es" + strconv.Itoa(c.nstmt)}
+			st = &stmt{name: c.prefix + strconv.Itoa(c.nstmt)}
 			c.w.begin('P')
 			c.w.str(st.name)
 			c.w.str(sql)
@@ -204,6 +240,11 @@ func (c *Conn) run(ctx context.Context, sql string, args []any, rows *Rows, keep
 				c.stmts[sql] = st
 			case 't', '2', 'n', 's', 'I': // ParameterDescription, BindComplete, NoData, PortalSuspended, EmptyQuery
 			case 'T':
+				// Only in answer to the Describe of a new statement,
+				// before any row.
+				if cached || len(rows.rows) > 0 {
+					return errors.New("pgwire: unexpected row description from the server")
+				}
 				f, err := parseFields(body)
 				if err != nil {
 					return err
@@ -222,6 +263,14 @@ func (c *Conn) run(ctx context.Context, sql string, args []any, rows *Rows, keep
 			return nil
 		})
 		rows.fields = st.fields
+		var pe *Error
+		if cached && errors.As(err, &pe) && (pe.Code == "0A000" || pe.Code == "26000") {
+			// The cached statement went (DISCARD ALL, a pooler) or its
+			// result type changed (a migration): prepare it afresh next
+			// time. A Close of a statement that does not exist is fine.
+			delete(c.stmts, sql)
+			c.closeStmt(st.name)
+		}
 		return err
 	})
 	return tag, err
@@ -447,6 +496,10 @@ func (r *Rows) Scan(dest ...any) error {
 		return errors.New("pgwire: Scan without a current row")
 	}
 	row := r.rows[r.i]
+	if len(row) != len(r.fields) {
+		r.err = errors.New("pgwire: row and row description disagree")
+		return r.err
+	}
 	if len(dest) != len(row) {
 		err := fmt.Errorf("pgwire: Scan into %d destinations, the row has %d columns", len(dest), len(row))
 		r.err = err

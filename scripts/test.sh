@@ -296,15 +296,17 @@ done < <(go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}'
 qemu_args=(-count=1 -timeout "$TEST_TIMEOUT")
 if [ -n "$QEMU_SKIP" ]; then qemu_args+=(-skip "$QEMU_SKIP"); fi
 if [ ${#qpkgs[@]} -gt 0 ]; then
-	# ARMv6 as on a Pi Zero/1 (QEMU_CPU=arm1176): catches ARMv7-only
+	# Each test binary runs through scripts/qemu-exec.sh, which kills and
+	# reruns one that qemu-user wedged. ARMv6 as on a Pi Zero/1
+	# (QEMU_CPU=arm1176): catches ARMv7-only
 	# instructions (PITFALLS 22), 32-bit int overflows and misaligned 64-bit
 	# atomics.
 	check "go test linux/arm GOARM=6 (qemu)" env EDGESYNC_LONG=0 EDGESYNC_QEMU=1 \
 		QEMU_CPU=arm1176 GOOS=linux GOARCH=arm GOARM=6 \
-		go test -exec qemu-arm-static "${qemu_args[@]}" "${qpkgs[@]}"
+		go test -exec "$PWD/scripts/qemu-exec.sh qemu-arm-static" "${qemu_args[@]}" "${qpkgs[@]}"
 	check "go test linux/arm64 (qemu)" env EDGESYNC_LONG=0 EDGESYNC_QEMU=1 \
 		GOOS=linux GOARCH=arm64 \
-		go test -exec qemu-aarch64-static "${qemu_args[@]}" "${qpkgs[@]}"
+		go test -exec "$PWD/scripts/qemu-exec.sh qemu-aarch64-static" "${qemu_args[@]}" "${qpkgs[@]}"
 fi
 
 # ---- units and packages (scripts/test_package.sh) ------------------------

@@ -19,6 +19,15 @@
 //   - runs scripts of several statements (migrations, BEGIN, COMMIT) with
 //     the simple query protocol.
 //
+// Limits, written down: verify-full needs the host name in the server
+// certificate's subject alternative names (Go ignores a CN-only
+// certificate, which libpq accepts); array arguments must match the
+// parameter's element type exactly (write $1::bigint[], $2::text[],
+// $3::timestamptz[]); a nil []string is sent as an empty array, not NULL;
+// timestamps before year 1 or after 9999 do not decode. Connection poolers
+// in transaction mode are not supported (prepared statements are per
+// session; a moved session makes them fail, never run another's).
+//
 // A Conn is not safe for concurrent use; pool connections above it. A
 // context that ends during a call breaks the connection (its deadline is
 // set in the past), which the caller then closes: the server ends the

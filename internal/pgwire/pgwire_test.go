@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -319,5 +320,47 @@ func TestCancelOnContextEnd(t *testing.T) {
 			t.Fatal("the statement still runs in the server 10s after its context ended")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFailoverStartingUp: a first host that answers "the database system
+// is starting up" (57P03) is passed over for the next, as libpq does; one
+// that refuses the login is not.
+func TestFailoverStartingUp(t *testing.T) {
+	pg := testenv.SharedPostgres(t)
+	fake := func(code string) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				buf := make([]byte, 1024)
+				c.Read(buf) // the startup message
+				c.Write(msg('E', []byte("SFATAL\x00C"+code+"\x00Mnot now\x00\x00")))
+				c.Close()
+			}
+		}()
+		return ln.Addr().String()
+	}
+	url := func(first string) string {
+		return fmt.Sprintf("postgres://edgesync@%s,127.0.0.1:%d/%s?sslmode=disable", first, pg.Port(), pg.Database())
+	}
+	c := connect(t, url(fake("57P03")))
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseURL(url(fake("28P01")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pe *Error
+	if _, err := Connect(context.Background(), cfg); !errors.As(err, &pe) || pe.Code != "28P01" {
+		t.Fatalf("a refused login: %v, want SQLSTATE 28P01 and no second host", err)
 	}
 }

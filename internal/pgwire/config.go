@@ -69,9 +69,11 @@ var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "v
 // it. What the URL leaves out comes from PGHOST, PGPORT, PGDATABASE,
 // PGUSER, PGPASSWORD, PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY,
 // PGCONNECT_TIMEOUT, PGAPPNAME and PGPASSFILE, and then from the defaults:
-// host localhost, port 5432, user the operating system user, database the
-// user's name, sslmode prefer. Without a password, the password file
-// (PGPASSFILE, by default ~/.pgpass) is consulted as libpq does.
+// host the local server's unix socket in /var/run/postgresql or /tmp when
+// one listens on the port (as libpq and pgx), else localhost; port 5432;
+// user the operating system user; database the user's name; sslmode
+// prefer. Without a password, the password file (PGPASSFILE, by default
+// ~/.pgpass) is consulted per host, as libpq does.
 func ParseURL(s string) (*Config, error) {
 	// url.Parse takes one host; libpq URLs may list several (h1:5432,h2)
 	// or a percent-encoded socket directory: take the hosts out first.
@@ -159,7 +161,7 @@ func build(v map[string]string) (*Config, error) {
 			return nil, err
 		}
 	default:
-		c.Hosts = []Host{{Name: "localhost", Port: defPort}}
+		c.Hosts = []Host{defaultHost(defPort)}
 	}
 	c.User = v["user"]
 	if c.User == "" {
@@ -208,6 +210,21 @@ func build(v map[string]string) (*Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// socketDirs are where a local server's unix socket is looked for when the
+// URL names no host: Debian's directory, then PostgreSQL's own default.
+var socketDirs = []string{"/var/run/postgresql", "/tmp"}
+
+// defaultHost is the local server's unix socket when one listens on port
+// (as libpq and pgx connect by default), otherwise localhost over TCP.
+func defaultHost(port int) Host {
+	for _, d := range socketDirs {
+		if fi, err := os.Stat(filepath.Join(d, ".s.PGSQL."+strconv.Itoa(port))); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			return Host{Name: d, Port: port}
+		}
+	}
+	return Host{Name: "localhost", Port: port}
 }
 
 // cutHosts returns the host list of a URL and the URL with it left out.

@@ -18,8 +18,16 @@ func clearPGEnv(t *testing.T) {
 	t.Setenv("HOME", t.TempDir()) // no ~/.pgpass
 }
 
+// noLocalSocket points the default socket lookup at an empty directory.
+func noLocalSocket(t *testing.T) {
+	old := socketDirs
+	socketDirs = []string{t.TempDir()}
+	t.Cleanup(func() { socketDirs = old })
+}
+
 func TestParseURL(t *testing.T) {
 	clearPGEnv(t)
+	noLocalSocket(t)
 	tests := []struct {
 		name, url string
 		want      Config
@@ -82,6 +90,7 @@ func TestParseURLHidesPassword(t *testing.T) {
 
 func TestParseURLEnvironment(t *testing.T) {
 	clearPGEnv(t)
+	noLocalSocket(t)
 	t.Setenv("PGHOST", "envhost")
 	t.Setenv("PGPORT", "6000")
 	t.Setenv("PGUSER", "envuser")

@@ -364,3 +364,27 @@ func TestFailoverStartingUp(t *testing.T) {
 		t.Fatalf("a refused login: %v, want SQLSTATE 28P01 and no second host", err)
 	}
 }
+
+// TestDefaultHostIsLocalSocket: a URL without a host reaches a local server
+// through its unix socket, as libpq does.
+func TestDefaultHostIsLocalSocket(t *testing.T) {
+	pg := testenv.SharedPostgres(t)
+	old := socketDirs
+	socketDirs = []string{t.TempDir(), pg.SocketDir()}
+	t.Cleanup(func() { socketDirs = old })
+	cfg, err := ParseURL(fmt.Sprintf("postgres://edgesync@/%s?port=%d", pg.Database(), pg.Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Hosts[0].Name != pg.SocketDir() {
+		t.Fatalf("default host %v, want the socket directory %s", cfg.Hosts[0], pg.SocketDir())
+	}
+	c, err := Connect(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

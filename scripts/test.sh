@@ -297,7 +297,8 @@ qemu_args=(-count=1 -timeout "$TEST_TIMEOUT")
 if [ -n "$QEMU_SKIP" ]; then qemu_args+=(-skip "$QEMU_SKIP"); fi
 if [ ${#qpkgs[@]} -gt 0 ]; then
 	# Each test binary runs through scripts/qemu-exec.sh, which kills and
-	# reruns one that qemu-user wedged. ARMv6 as on a Pi Zero/1
+	# reruns one that qemu-user wedged and cleans up what a killed run left
+	# behind. ARMv6 as on a Pi Zero/1
 	# (QEMU_CPU=arm1176): catches ARMv7-only
 	# instructions (PITFALLS 22), 32-bit int overflows and misaligned 64-bit
 	# atomics.

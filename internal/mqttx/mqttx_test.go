@@ -79,7 +79,10 @@ func TestTLSAndMutualTLS(t *testing.T) {
 func TestPasswordFile(t *testing.T) {
 	dir := t.TempDir()
 	pwfile := filepath.Join(dir, "mosquitto.passwd")
-	if out, err := exec.Command("mosquitto_passwd", "-b", "-c", pwfile, "gw-1", "s3cret").CombinedOutput(); err != nil {
+	out, err := testenv.CombinedOutput(func() *exec.Cmd {
+		return exec.Command("mosquitto_passwd", "-b", "-c", pwfile, "gw-1", "s3cret")
+	})
+	if err != nil {
 		t.Fatalf("mosquitto_passwd: %v: %s", err, out)
 	}
 	b := testenv.Mosquitto(t, testenv.WithConfig("allow_anonymous false", "password_file "+pwfile))

@@ -244,10 +244,12 @@ func (b *Broker) start() error {
 		return err
 	}
 	defer errOut.Close()
-	cmd := exec.Command(b.bin, "-c", b.conf)
-	cmd.Dir = b.dir
-	cmd.Stdout, cmd.Stderr = errOut, errOut
-	p, err := startProcess(cmd, nil)
+	p, err := startProcess(func() *exec.Cmd {
+		cmd := exec.Command(b.bin, "-c", b.conf)
+		cmd.Dir = b.dir
+		cmd.Stdout, cmd.Stderr = errOut, errOut
+		return cmd
+	}, nil)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -335,15 +334,16 @@ func (s *pgServer) initdb() error {
 			}
 		}
 	}
-	cmd := exec.Command(filepath.Join(s.bin, "initdb"),
-		"-D", s.data, "-U", pgUser, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
-	cmd.Dir = s.base
-	cmd.Env = pgEnv()
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: s.cred}
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("initdb (%s): %w\n%s", s.bin, err, out.Bytes())
+	out, err := CombinedOutput(func() *exec.Cmd {
+		cmd := exec.Command(filepath.Join(s.bin, "initdb"),
+			"-D", s.data, "-U", pgUser, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
+		cmd.Dir = s.base
+		cmd.Env = pgEnv()
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: s.cred}
+		return cmd
+	})
+	if err != nil {
+		return fmt.Errorf("initdb (%s): %w\n%s", s.bin, err, out)
 	}
 	return nil
 }
@@ -381,9 +381,11 @@ func pgCredential() (*syscall.Credential, error) {
 		if !errors.As(err, &unknown) {
 			return nil, fmt.Errorf("look up user postgres: %w", err)
 		}
-		out, err := exec.Command("useradd", "--system", "--user-group",
-			"--no-create-home", "--home-dir", "/var/lib/postgresql",
-			"--shell", "/usr/sbin/nologin", "postgres").CombinedOutput()
+		out, err := CombinedOutput(func() *exec.Cmd {
+			return exec.Command("useradd", "--system", "--user-group",
+				"--no-create-home", "--home-dir", "/var/lib/postgresql",
+				"--shell", "/usr/sbin/nologin", "postgres")
+		})
 		// Exit status 9: created meanwhile by another test binary.
 		var exit *exec.ExitError
 		if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 9) {
@@ -459,23 +461,25 @@ func (s *pgServer) start() error {
 		return err
 	}
 	defer logOut.Close()
-	cmd := exec.Command(filepath.Join(s.bin, "postgres"),
-		"-D", s.data,
-		"-h", "127.0.0.1",
-		"-p", itoa(s.port),
-		"-k", s.sock,
-		"-c", "fsync=off",
-		"-c", "full_page_writes=off",
-		"-c", "shared_buffers=32MB",
-		"-c", "max_connections=200",
-		"-c", "logging_collector=off",
-		"-c", "log_min_messages=warning",
-		"-c", "log_line_prefix=%m [%p] ",
-	)
-	cmd.Dir = s.base
-	cmd.Env = pgEnv()
-	cmd.Stdout, cmd.Stderr = logOut, logOut
-	p, err := startProcess(cmd, s.cred)
+	p, err := startProcess(func() *exec.Cmd {
+		cmd := exec.Command(filepath.Join(s.bin, "postgres"),
+			"-D", s.data,
+			"-h", "127.0.0.1",
+			"-p", itoa(s.port),
+			"-k", s.sock,
+			"-c", "fsync=off",
+			"-c", "full_page_writes=off",
+			"-c", "shared_buffers=32MB",
+			"-c", "max_connections=200",
+			"-c", "logging_collector=off",
+			"-c", "log_min_messages=warning",
+			"-c", "log_line_prefix=%m [%p] ",
+		)
+		cmd.Dir = s.base
+		cmd.Env = pgEnv()
+		cmd.Stdout, cmd.Stderr = logOut, logOut
+		return cmd
+	}, s.cred)
 	if err != nil {
 		return err
 	}

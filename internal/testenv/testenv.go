@@ -151,15 +151,20 @@ type process struct {
 	err    error         // cmd.Wait's result, valid after exited
 }
 
-// startProcess starts cmd in its own process group with a parent-death
-// signal. cred, when not nil, runs it as another user.
-func startProcess(cmd *exec.Cmd, cred *syscall.Credential) (*process, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:    true,
-		Pdeathsig:  syscall.SIGKILL,
-		Credential: cred,
-	}
-	if err := cmd.Start(); err != nil {
+// startProcess starts the command made by newCmd in its own process group
+// with a parent-death signal. cred, when not nil, runs it as another user.
+// newCmd must return a fresh exec.Cmd each call (see startCmd).
+func startProcess(newCmd func() *exec.Cmd, cred *syscall.Credential) (*process, error) {
+	cmd, err := startCmd(func() *exec.Cmd {
+		cmd := newCmd()
+		cmd.SysProcAttr = &syscall.SysProcAttr{
+			Setpgid:    true,
+			Pdeathsig:  syscall.SIGKILL,
+			Credential: cred,
+		}
+		return cmd
+	})
+	if err != nil {
 		return nil, err
 	}
 	p := &process{cmd: cmd, exited: make(chan struct{})}

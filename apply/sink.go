@@ -31,6 +31,9 @@ type Sink struct {
 	log    *slog.Logger
 	policy atomic.Pointer[Policy]
 	conn   atomic.Pointer[mqttx.Conn] // set by Run; read by Reload and Conn on other goroutines
+	// subscribed: the broker granted the batch subscription of the current
+	// connection (reset on each connect, set on its SUBACK).
+	subscribed atomic.Bool
 
 	queues  []chan message
 	wakes   []chan wake   // per worker: acks of other sinks, which may let held batches through
@@ -129,7 +132,14 @@ func (s *Sink) Run(ctx context.Context) error {
 		CleanSession: s.cfg.SharedGroup != "",
 		Logger:       s.log,
 		OnConnect: func(c mqtt.Client) {
-			c.Subscribe(filter, 1, s.handle)
+			s.subscribed.Store(false)
+			mqttx.WatchSubscribe(c.Subscribe(filter, 1, s.handle), func(err error) {
+				if err != nil {
+					s.log.Error("sink: no batches will arrive", "subscription", filter, "err", err)
+					return
+				}
+				s.subscribed.Store(true)
+			})
 			if s.cfg.SharedGroup != "" {
 				// Every sink's acks, to learn at once that another sink
 				// applied the batch in front of a held one. QoS 0: a lost
@@ -151,6 +161,10 @@ func (s *Sink) Run(ctx context.Context) error {
 		"workers", len(s.queues))
 	return g.Wait()
 }
+
+// Subscribed reports whether the broker granted the sink's subscription to
+// the devices' batches on the current connection (its SUBACK arrived).
+func (s *Sink) Subscribed() bool { return s.subscribed.Load() }
 
 // Conn is the MQTT connection (nil before Run).
 func (s *Sink) Conn() *mqttx.Conn { return s.conn.Load() }

@@ -78,8 +78,7 @@ func startSinkRig(t testing.TB, b *broker.Broker, cfg *SinkConfig) *sinkRig {
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
-	waitUntil(t, "sink connected", func() bool { return r.sink.Conn() != nil && r.sink.Conn().Up() })
-	time.Sleep(100 * time.Millisecond) // the sink's subscription
+	waitUntil(t, "sink subscribed", r.sink.Subscribed)
 	return r
 }
 

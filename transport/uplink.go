@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/edgesync/edgesync/internal/latency"
+	"github.com/edgesync/edgesync/internal/mqttx"
 	"github.com/edgesync/edgesync/outbox"
 	"github.com/edgesync/edgesync/transport/wire"
 )
@@ -204,8 +205,13 @@ func (u *Uplink) HandleCmd(payload []byte) {
 // Subscribe subscribes to the ack and cmd topics without waiting; call it
 // from the connection's OnConnect.
 func (u *Uplink) Subscribe(c mqtt.Client) {
-	c.SubscribeMultiple(map[string]byte{u.ackTopic: 1, u.cmdTopic: 1}, func(_ mqtt.Client, m mqtt.Message) {
+	tok := c.SubscribeMultiple(map[string]byte{u.ackTopic: 1, u.cmdTopic: 1}, func(_ mqtt.Client, m mqtt.Message) {
 		u.Handle(m)
+	})
+	mqttx.WatchSubscribe(tok, func(err error) {
+		if err != nil {
+			u.log.Error("uplink: acknowledgements cannot arrive, so the outbox will not drain", "err", err)
+		}
 	})
 }
 

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -438,4 +439,40 @@ func WaitToken(ctx context.Context, tok mqtt.Token, timeout time.Duration) error
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// SubscribeTimeout bounds the wait for a SUBACK in WatchSubscribe.
+const SubscribeTimeout = 30 * time.Second
+
+// WatchSubscribe waits, on a goroutine of its own (paho handlers must not
+// block), for the SUBACK of tok, a token from Subscribe or SubscribeMultiple,
+// and calls done with the outcome: nil when the broker granted every filter;
+// otherwise an error naming what failed: the filters the broker refused
+// (SUBACK 0x80, how EMQX, HiveMQ and VerneMQ answer a subscription their ACL
+// denies; mosquitto grants it and delivers nothing), the token's error, or
+// no SUBACK within SubscribeTimeout.
+func WatchSubscribe(tok mqtt.Token, done func(error)) {
+	go func() { done(subscribeResult(tok, SubscribeTimeout)) }()
+}
+
+func subscribeResult(tok mqtt.Token, timeout time.Duration) error {
+	if err := WaitToken(context.Background(), tok, timeout); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	st, ok := tok.(*mqtt.SubscribeToken)
+	if !ok {
+		return nil
+	}
+	var refused []string
+	for filter, code := range st.Result() {
+		if code == 0x80 {
+			refused = append(refused, filter)
+		}
+	}
+	if len(refused) > 0 {
+		slices.Sort(refused)
+		return fmt.Errorf("the broker refused the subscription to %s (SUBACK 0x80: its ACL does not allow it)",
+			strings.Join(refused, ", "))
+	}
+	return nil
 }

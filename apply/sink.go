@@ -139,6 +139,7 @@ func (s *Sink) Run(ctx context.Context) error {
 					return
 				}
 				s.subscribed.Store(true)
+				s.log.Info("sink: subscribed", "subscription", filter)
 			})
 			if s.cfg.SharedGroup != "" {
 				// Every sink's acks, to learn at once that another sink

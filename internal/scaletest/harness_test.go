@@ -263,11 +263,10 @@ func newCluster(t *testing.T, cfg clusterConfig) *cluster {
 	}
 	for _, s := range c.sinks {
 		c.waitHTTP("http://"+s.metrics+"/metrics", 30*time.Second)
-		c.waitLog(s.proc, "mqtt: connected", 30*time.Second)
+		// Subscribed (SUBACK), so that no batch of the test is published
+		// to no one.
+		c.waitLog(s.proc, "sink: subscribed", 30*time.Second)
 	}
-	// The sinks subscribe right after they connected: give the broker a
-	// moment, so that no batch of the test is published to no one.
-	time.Sleep(300 * time.Millisecond)
 	for _, a := range c.agents {
 		c.waitHTTP("http://"+a.ingest+"/healthz", 30*time.Second)
 	}

@@ -211,6 +211,9 @@ func TestPostgresGapWait(t *testing.T) {
 	ctx := context.Background()
 	b1 := batch(7, recs(t, 1, 10, "temps")...)
 	b2 := batch(7, recs(t, 11, 20, "temps")...)
+	waiting := make(chan struct{})
+	var once sync.Once
+	s.onGapWait = func() { once.Do(func() { close(waiting) }) }
 	got := make(chan Result, 1)
 	go func() {
 		res, err := s.Apply(ctx, "gw-1", b2, nil)
@@ -219,7 +222,11 @@ func TestPostgresGapWait(t *testing.T) {
 		}
 		got <- res
 	}()
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-waiting: // b2 found the gap and waits
+	case res := <-got:
+		t.Fatalf("b2 returned without waiting for the gap: %+v", res)
+	}
 	checkResult(t, mustApply(t, s, b1, nil), want{through: 10, applied: 10})
 	res := <-got
 	checkResult(t, res, want{through: 20, applied: 10})

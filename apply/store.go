@@ -189,6 +189,9 @@ type Store struct {
 	kind    Kind
 	gapWait time.Duration // PostgreSQL only
 	closed  atomic.Bool
+	// onGapWait, when set (tests), is called each time Apply finds a gap in
+	// front of its batch and waits for it.
+	onGapWait func()
 }
 
 // Kind says which database s writes to.
@@ -278,6 +281,9 @@ func (s *Store) Apply(ctx context.Context, device string, b *wire.Batch, p *Poli
 		case err == nil:
 			return res, nil
 		case errors.Is(err, errGapRetry):
+			if s.onGapWait != nil {
+				s.onGapWait()
+			}
 		case s.be.retryable(err) && conflict < maxConflictRetries:
 			conflict++
 		default:

@@ -248,8 +248,17 @@ func (a *Agent) handleConfig(payload []byte) bool {
 		if verr != nil {
 			return refuse(fmt.Errorf("signature: %w", verr))
 		}
-	case len(c.Signature) == 0 && !a.cfg.RemoteConfig.AllowUnsigned:
+	case !a.cfg.RemoteConfig.AllowUnsigned:
+		// No key to check a signature with: a signature from a key nobody
+		// trusts proves nothing (anyone can make one with edgesync keygen).
+		if len(c.Signature) > 0 {
+			return refuse(errors.New("signed, but remote_config.trusted_keys is empty, so the signature cannot be checked; " +
+				"add the signer's public key to remote_config.trusted_keys"))
+		}
 		return refuse(errors.New("unsigned, and neither remote_config.trusted_keys nor remote_config.allow_unsigned is set"))
+	case len(c.Signature) > 0:
+		a.log.Warn("agent: accepting a signed remote configuration without checking its signature: "+
+			"remote_config.allow_unsigned is set and no key is trusted", "target", c.Target, "version", c.Version)
 	}
 	device, fleetCfg := a.cfg.remoteDevice, a.cfg.remoteFleet
 	if fleet {

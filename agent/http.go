@@ -62,7 +62,7 @@ func (a *Agent) healthz(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "outbox failed: "+st.Failed.Error()+"\n", http.StatusServiceUnavailable)
 	case st.DiskLow:
 		http.Error(w, "disk space below outbox.min_free_disk\n", http.StatusServiceUnavailable)
-	case a.cfg.Outbox.WhenFull == string(outbox.Block) && st.UsedBytes >= st.MaxBytes:
+	case st.Full:
 		http.Error(w, "outbox full\n", http.StatusServiceUnavailable)
 	default:
 		_, _ = w.Write([]byte("ok\n"))

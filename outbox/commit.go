@@ -87,6 +87,7 @@ func (o *Outbox) fail(err error) {
 	}
 	close(o.spaceFreed)
 	o.spaceFreed = make(chan struct{})
+	o.refusing.Store(false)
 	o.mu.Unlock()
 }
 

@@ -50,6 +50,7 @@ func (o *Outbox) checkDisk(initial bool) {
 			o.mu.Lock()
 			close(o.spaceFreed)
 			o.spaceFreed = make(chan struct{})
+			o.refusing.Store(false)
 			o.mu.Unlock()
 		}
 	}

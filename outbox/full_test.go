@@ -13,12 +13,18 @@ func TestBlockWhenFull(t *testing.T) {
 	defer ob.Close()
 	n := fitting(64 << 10)
 	appendN(t, ob, n, 0)
+	if ob.Stats().Full {
+		t.Fatal("Stats.Full before any append was refused, with room for an empty record")
+	}
 	// The next append does not fit: it waits, then gives up with ErrFull.
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, _, err := ob.Append(ctx, []Record{rec(n)})
 	if !errors.Is(err, ErrFull) {
 		t.Fatalf("Append on a full outbox: err = %v, want ErrFull", err)
+	}
+	if !ob.Stats().Full {
+		t.Fatal("Stats.Full is false after an append was refused for want of room")
 	}
 	// A waiting append goes through as soon as an ack frees space.
 	res := make(chan error, 1)
@@ -43,7 +49,7 @@ func TestBlockWhenFull(t *testing.T) {
 		t.Fatal("append still blocked after an ack freed space")
 	}
 	st := ob.Stats()
-	if st.Dropped != 0 || st.Head != Seq(n+1) {
+	if st.Dropped != 0 || st.Head != Seq(n+1) || st.Full {
 		t.Fatalf("stats = %+v", st)
 	}
 	// A request larger than the whole outbox is refused at once.
@@ -51,6 +57,30 @@ func TestBlockWhenFull(t *testing.T) {
 	big.Data = make([]byte, 70<<10)
 	if _, _, err := ob.Append(context.Background(), []Record{big}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("huge append: err = %v, want ErrTooLarge", err)
+	}
+}
+
+// An outbox with less room left than the smallest record is full before any
+// append is refused (what /healthz reports); drop_oldest never is.
+func TestFullWithoutRoomForAnyRecord(t *testing.T) {
+	ob := mustOpen(t, t.TempDir(), Options{MaxBytes: 64 << 10})
+	defer ob.Close()
+	r := rec(0)
+	r.Data = make([]byte, 64<<10-recordSize(&Record{Stream: r.Stream, Key: r.Key, ID: r.ID, Schema: r.Schema})-recordSize(&Record{})+1)
+	if _, _, err := ob.Append(context.Background(), []Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	if st := ob.Stats(); !st.Full {
+		t.Fatalf("Stats.Full = false with %d of %d bytes used", st.UsedBytes, st.MaxBytes)
+	}
+	dir := t.TempDir()
+	dob := mustOpen(t, dir, Options{MaxBytes: 64 << 10, WhenFull: DropOldest})
+	defer dob.Close()
+	if _, _, err := dob.Append(context.Background(), []Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	if dob.Stats().Full {
+		t.Fatal("Stats.Full in drop_oldest mode")
 	}
 }
 

@@ -46,6 +46,9 @@ type Outbox struct {
 	v           view          // what readers and producers see
 	pending     int64         // bytes admitted, not yet committed
 	spaceFreed  chan struct{} // closed and replaced whenever space is freed
+	// refusing: in Block mode, the latest append found no room in max_bytes
+	// and no space has been freed since (Stats.Full).
+	refusing atomic.Bool
 	mem         []memRecord   // spill: records after v.diskHead, in seq order
 	memBytes    int64
 	checkpoints []Checkpoint
@@ -603,6 +606,7 @@ func (o *Outbox) publish() {
 	if freed {
 		close(o.spaceFreed)
 		o.spaceFreed = make(chan struct{})
+		o.refusing.Store(false)
 	}
 	o.mu.Unlock()
 }
@@ -706,6 +710,7 @@ func (o *Outbox) admit(ctx context.Context, size int64) error {
 			full = &FullError{Reason: "disk"}
 		} else if o.opts.WhenFull == Block && o.v.usedBytes+o.pending+size > o.opts.MaxBytes {
 			full = &FullError{Reason: "max_bytes"}
+			o.refusing.Store(true)
 			if o.v.deleted < o.v.watermark || o.v.usedBytes > o.v.unacked {
 				// Acknowledged records are retained: delete them early.
 				o.purgeAsk.Store(true)
@@ -713,6 +718,7 @@ func (o *Outbox) admit(ctx context.Context, size int64) error {
 		}
 		if full == nil {
 			o.pending += size
+			o.refusing.Store(false)
 			o.mu.Unlock()
 			return nil
 		}

@@ -30,6 +30,10 @@ type Stats struct {
 	MemoryBytes      int64
 	DiskBytesWritten uint64 // by Pebble in this process: WAL, flushes, compactions
 	DiskLow          bool   // free disk space is below the floor
+	// Full: in Block mode, appends are being refused for want of room in
+	// max_bytes: the latest one found none and no space has been freed
+	// since, or not even an empty record would fit.
+	Full bool
 	Appended         uint64 // records appended by this process
 	Acked            uint64 // records acknowledged in this process
 	AckDuplicates    uint64 // acks at or below the watermark
@@ -58,6 +62,9 @@ func (o *Outbox) Stats() Stats {
 		MemoryRecords: len(o.mem),
 		MemoryBytes:   o.memBytes,
 		Failed:        o.failed,
+	}
+	if o.opts.WhenFull == Block {
+		st.Full = o.refusing.Load() || o.opts.MaxBytes-v.usedBytes-o.pending < recordSize(&Record{})
 	}
 	low := max(v.watermark, v.deleted)
 	if v.head > low {

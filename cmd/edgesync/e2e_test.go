@@ -548,3 +548,36 @@ func TestSinkConfigErrors(t *testing.T) {
 		t.Errorf("output repeats the password:\n%s", out)
 	}
 }
+
+// TestHealthzWhenFull: with the link down and the outbox full in block mode,
+// ingest answers 503 and so does /healthz ("outbox full"); once the link is
+// back and the sink has acknowledged, both take records again.
+func TestHealthzWhenFull(t *testing.T) {
+	e := newE2E(t, "outbox:\n  max_bytes: 64KiB\n  when_full: block\n")
+	e.mq.Stop()
+	client := &http.Client{Timeout: 10 * time.Second}
+	var refused error
+	for i := 0; i < 1000 && refused == nil; i++ {
+		ok, err := e.post(client, "fill", i*20, 20)
+		if !ok {
+			refused = err
+		}
+	}
+	if refused == nil || !strings.Contains(refused.Error(), "HTTP 503") {
+		t.Fatalf("filling a 64 KiB outbox with the broker down: %v, want HTTP 503", refused)
+	}
+	resp, err := http.Get("http://" + e.ingest + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "outbox full") {
+		t.Fatalf("/healthz with ingest refusing: HTTP %d %q, want 503 outbox full", resp.StatusCode, body)
+	}
+	e.mq.Start()
+	e.waitIngest(60 * time.Second) // healthz 200 again
+	if ok, err := e.post(client, "after", 0, 5); !ok {
+		t.Fatalf("ingest after the outbox drained: %v", err)
+	}
+}

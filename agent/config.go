@@ -132,18 +132,36 @@ func Parse(b []byte) (*Config, error) {
 	}
 	// Was ingest.listen written (even as "")? Then "" disables the listener.
 	var raw map[string]any
+	var zeroErr error
 	if err := yaml.Unmarshal(b, &raw); err == nil {
 		if ing, ok := raw["ingest"].(map[string]any); ok {
 			_, c.ingestSet = ing["listen"]
 		}
+		zeroErr = yamlcfg.ExplicitZeros(raw, c.zeroChecks())
 	}
 	c.raw = b
 	c.EnsureDefaults()
 	// Report what the file got wrong and what the rest breaks, at once.
-	if err := errors.Join(decErr, c.Validate()); err != nil {
+	if err := errors.Join(decErr, zeroErr, c.Validate()); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// zeroChecks are the keys EnsureDefaults fills when zero: written as zero in
+// the file they are an error (yamlcfg.ExplicitZeros).
+func (c *Config) zeroChecks() []yamlcfg.ZeroCheck {
+	checks := []yamlcfg.ZeroCheck{
+		{Key: "ingest.max_request_bytes", Zero: c.Ingest.MaxRequestBytes == 0},
+		{Key: "ingest.block_timeout", Zero: c.Ingest.BlockTimeout == 0},
+		{Key: "outbox.max_bytes", Zero: c.Outbox.MaxBytes == 0},
+		{Key: "outbox.cache_size", Zero: c.Outbox.CacheSize == 0},
+		{Key: "outbox.memtable_size", Zero: c.Outbox.MemTableSize == 0},
+		{Key: "drain_timeout", Zero: c.DrainTimeout == 0},
+	}
+	checks = append(checks, c.Broker.ZeroChecks("broker")...)
+	checks = append(checks, c.Batch.ZeroChecks()...)
+	return append(checks, c.Uplink.ZeroChecks()...)
 }
 
 // EnsureDefaults fills zero fields with their defaults.

@@ -120,3 +120,31 @@ func TestLoadWithRemoteFallsBack(t *testing.T) {
 		t.Fatalf("invalid overlay: max_inflight %d, warn %v, err %v", c.Uplink.MaxInflight, warn, err)
 	}
 }
+
+// A key whose zero stands for "the default" is refused when written as zero,
+// naming it; left out it gets the default.
+func TestExplicitZeroRefused(t *testing.T) {
+	_, err := Parse([]byte("device_id: gw-1\ndata_dir: /tmp/x\nbroker:\n  url: tcp://127.0.0.1:1883\n  keepalive: 0s\n" +
+		"outbox:\n  max_bytes: 0\n  cache_size: 0B\ningest:\n  block_timeout: 0s\n" +
+		"batch:\n  max_records: 0\n  linger: 0s\nuplink:\n  ack_timeout: 0s\ndrain_timeout: 0s\n"))
+	if err == nil {
+		t.Fatal("explicit zeros accepted")
+	}
+	for _, key := range []string{"broker.keepalive", "outbox.max_bytes", "outbox.cache_size", "ingest.block_timeout",
+		"batch.max_records", "batch.linger", "uplink.ack_timeout", "drain_timeout"} {
+		if !strings.Contains(err.Error(), "config: "+key+": must be > 0") {
+			t.Errorf("error does not name %s:\n%v", key, err)
+		}
+	}
+	if !strings.Contains(err.Error(), "a negative linger sends at once") {
+		t.Errorf("no hint for batch.linger:\n%v", err)
+	}
+	// Left out, or written with no value: the defaults, no error.
+	c, err := Parse([]byte("device_id: gw-1\ndata_dir: /tmp/x\nbroker:\n  url: tcp://127.0.0.1:1883\noutbox:\n  max_bytes:\nbatch:\n  linger: -1s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Outbox.MaxBytes != bytesize.GiB || c.Batch.Linger >= 0 {
+		t.Fatalf("max_bytes %v, linger %v", c.Outbox.MaxBytes, c.Batch.Linger)
+	}
+}

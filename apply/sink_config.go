@@ -10,6 +10,7 @@ import (
 	"github.com/edgesync/edgesync/internal/mqttx"
 	"github.com/edgesync/edgesync/internal/yamlcfg"
 	"github.com/edgesync/edgesync/transport/wire"
+	"gopkg.in/yaml.v3"
 )
 
 // SinkConfig is the sink's configuration file (see CONTRACT.md). Every field
@@ -66,9 +67,16 @@ func ParseSinkConfig(b []byte) (*SinkConfig, error) {
 	if decErr != nil && !yamlcfg.Partial(decErr) {
 		return nil, decErr
 	}
+	// Keys that EnsureDefaults fills when zero: written as zero, an error.
+	var zeroErr error
+	var raw map[string]any
+	if err := yaml.Unmarshal(b, &raw); err == nil {
+		zeroErr = yamlcfg.ExplicitZeros(raw, append(c.Broker.ZeroChecks("broker"),
+			yamlcfg.ZeroCheck{Key: "workers", Zero: c.Workers == 0}))
+	}
 	c.EnsureDefaults()
 	// Report what the file got wrong and what the rest breaks, at once.
-	if err := errors.Join(decErr, c.Validate()); err != nil {
+	if err := errors.Join(decErr, zeroErr, c.Validate()); err != nil {
 		return nil, err
 	}
 	return &c, nil

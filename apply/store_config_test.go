@@ -98,3 +98,24 @@ func TestStoreConfig(t *testing.T) {
 		t.Errorf("unreachable server reported as a batch error: %v", err)
 	}
 }
+
+// Sink keys whose zero stands for the default are refused when written as
+// zero; store.gap_wait: 0 keeps its meaning (do not wait).
+func TestSinkConfigExplicitZero(t *testing.T) {
+	_, err := ParseSinkConfig([]byte("sink_id: s1\nbroker:\n  url: tcp://127.0.0.1:1883\n  reconnect_max: 0s\nworkers: 0\n"))
+	if err == nil {
+		t.Fatal("explicit zeros accepted")
+	}
+	for _, key := range []string{"broker.reconnect_max", "workers"} {
+		if !strings.Contains(err.Error(), "config: "+key+": must be > 0") {
+			t.Errorf("error does not name %s:\n%v", key, err)
+		}
+	}
+	c, err := ParseSinkConfig([]byte("sink_id: s1\nbroker:\n  url: tcp://127.0.0.1:1883\nstore:\n  url: sqlite:///tmp/x.db\n  gap_wait: 0s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.GapWait != 0 || c.Workers != 4 {
+		t.Fatalf("gap_wait %v, workers %d", c.Store.GapWait, c.Workers)
+	}
+}

@@ -42,14 +42,14 @@ type Outbox struct {
 	// (and Open, before the goroutine starts).
 	c cstate
 
-	mu          sync.Mutex
-	v           view          // what readers and producers see
-	pending     int64         // bytes admitted, not yet committed
-	spaceFreed  chan struct{} // closed and replaced whenever space is freed
+	mu         sync.Mutex
+	v          view          // what readers and producers see
+	pending    int64         // bytes admitted, not yet committed
+	spaceFreed chan struct{} // closed and replaced whenever space is freed
 	// refusing: in Block mode, the latest append found no room in max_bytes
 	// and no space has been freed since (Stats.Full).
-	refusing atomic.Bool
-	mem         []memRecord   // spill: records after v.diskHead, in seq order
+	refusing    atomic.Bool
+	mem         []memRecord // spill: records after v.diskHead, in seq order
 	memBytes    int64
 	checkpoints []Checkpoint
 	failed      error

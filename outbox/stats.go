@@ -33,14 +33,14 @@ type Stats struct {
 	// Full: in Block mode, appends are being refused for want of room in
 	// max_bytes: the latest one found none and no space has been freed
 	// since, or not even an empty record would fit.
-	Full bool
-	Appended         uint64 // records appended by this process
-	Acked            uint64 // records acknowledged in this process
-	AckDuplicates    uint64 // acks at or below the watermark
-	AckStale         uint64 // acks for another epoch
-	Commits          uint64 // group commits
-	Corruptions      uint64 // corrupted stores moved aside at open
-	Failed           error  // non-nil once storage failed
+	Full          bool
+	Appended      uint64 // records appended by this process
+	Acked         uint64 // records acknowledged in this process
+	AckDuplicates uint64 // acks at or below the watermark
+	AckStale      uint64 // acks for another epoch
+	Commits       uint64 // group commits
+	Corruptions   uint64 // corrupted stores moved aside at open
+	Failed        error  // non-nil once storage failed
 }
 
 // Stats returns the current statistics. It is cheap: no disk access except

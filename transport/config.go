@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/edgesync/edgesync/internal/bytesize"
+	"github.com/edgesync/edgesync/internal/yamlcfg"
 	"github.com/edgesync/edgesync/transport/wire"
 )
 
@@ -45,6 +46,16 @@ type UplinkConfig struct {
 }
 
 // EnsureDefaults fills zero fields with their defaults.
+// ZeroChecks are the batch keys EnsureDefaults fills when zero, for
+// yamlcfg.ExplicitZeros.
+func (c *BatchConfig) ZeroChecks() []yamlcfg.ZeroCheck {
+	return []yamlcfg.ZeroCheck{
+		{Key: "batch.max_records", Zero: c.MaxRecords == 0},
+		{Key: "batch.max_bytes", Zero: c.MaxBytes == 0},
+		{Key: "batch.linger", Zero: c.Linger == 0, Hint: "a negative linger sends at once"},
+	}
+}
+
 func (c *BatchConfig) EnsureDefaults() {
 	if c.MaxRecords == 0 {
 		c.MaxRecords = 1000
@@ -81,6 +92,17 @@ func (c *BatchConfig) Validate() error {
 }
 
 // EnsureDefaults fills zero fields with their defaults.
+// ZeroChecks are the uplink keys EnsureDefaults fills when zero, for
+// yamlcfg.ExplicitZeros.
+func (c *UplinkConfig) ZeroChecks() []yamlcfg.ZeroCheck {
+	return []yamlcfg.ZeroCheck{
+		{Key: "uplink.max_inflight", Zero: c.MaxInflight == 0},
+		{Key: "uplink.ack_timeout", Zero: c.AckTimeout == 0},
+		{Key: "uplink.pause_probe", Zero: c.PauseProbe == 0},
+		{Key: "uplink.state_interval", Zero: c.StateInterval == 0},
+	}
+}
+
 func (c *UplinkConfig) EnsureDefaults() {
 	if c.MaxInflight == 0 {
 		c.MaxInflight = 8

@@ -29,6 +29,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgesync/edgesync/internal/backoff"
+	"github.com/edgesync/edgesync/internal/yamlcfg"
 )
 
 // BrokerConfig is the `broker:` block of the agent and sink configuration.
@@ -60,6 +61,18 @@ type BrokerConfig struct {
 }
 
 // EnsureDefaults fills zero fields with their defaults.
+// ZeroChecks are the keys (under prefix) that EnsureDefaults fills when zero,
+// for yamlcfg.ExplicitZeros.
+func (c *BrokerConfig) ZeroChecks(prefix string) []yamlcfg.ZeroCheck {
+	return []yamlcfg.ZeroCheck{
+		{Key: prefix + ".keepalive", Zero: c.KeepAlive == 0},
+		{Key: prefix + ".connect_timeout", Zero: c.ConnectTimeout == 0},
+		{Key: prefix + ".write_timeout", Zero: c.WriteTimeout == 0},
+		{Key: prefix + ".reconnect_min", Zero: c.ReconnectMin == 0},
+		{Key: prefix + ".reconnect_max", Zero: c.ReconnectMax == 0},
+	}
+}
+
 func (c *BrokerConfig) EnsureDefaults() {
 	if c.KeepAlive == 0 {
 		c.KeepAlive = 30 * time.Second

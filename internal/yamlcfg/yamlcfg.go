@@ -119,3 +119,45 @@ func linePaths(b []byte) map[int]string {
 	walk(&root, "")
 	return out
 }
+
+// Written reports whether the YAML mapping doc (as decoded into a
+// map[string]any) gives the dotted key path ("outbox.max_bytes") a value.
+// A key written with no value (null) does not count.
+func Written(doc map[string]any, path string) bool {
+	var cur any = doc
+	for _, part := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return false
+		}
+		if cur, ok = m[part]; !ok {
+			return false
+		}
+	}
+	return cur != nil
+}
+
+// ZeroCheck is a key whose zero value stands for "use the default": Zero
+// says whether the decoded value is zero.
+type ZeroCheck struct {
+	Key  string
+	Zero bool
+	Hint string // appended to the error when set
+}
+
+// ExplicitZeros reports, one error each, the keys of checks that doc writes
+// as zero (0, 0s, 0B): left out they get their default, but written as zero
+// they would silently get it too, which is not what the file says.
+func ExplicitZeros(doc map[string]any, checks []ZeroCheck) error {
+	var errs []error
+	for _, c := range checks {
+		if c.Zero && Written(doc, c.Key) {
+			hint := "leave it out for the default"
+			if c.Hint != "" {
+				hint += "; " + c.Hint
+			}
+			errs = append(errs, fmt.Errorf("config: %s: must be > 0 (%s)", c.Key, hint))
+		}
+	}
+	return errors.Join(errs...)
+}

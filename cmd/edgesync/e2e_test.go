@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -579,5 +580,35 @@ func TestHealthzWhenFull(t *testing.T) {
 	e.waitIngest(60 * time.Second) // healthz 200 again
 	if ok, err := e.post(client, "after", 0, 5); !ok {
 		t.Fatalf("ingest after the outbox drained: %v", err)
+	}
+}
+
+// TestHelp: every command's --help prints its usage once, to stdout, and
+// exits 0; an unknown flag prints the error and the usage to stderr, exit 2.
+func TestHelp(t *testing.T) {
+	bin := testenv.BuildBinary(t)
+	for _, c := range [][]string{{"ack-import"}, {"agent"}, {"bench"}, {"config", "push"}, {"demo"}, {"export"},
+		{"import"}, {"keygen"}, {"put"}, {"sink"}, {"sink", "replay-parked"}, {"status"}} {
+		name := strings.Join(c, " ")
+		cmd := exec.Command(bin, append(c, "--help")...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Errorf("%s --help: %v", name, err)
+			continue
+		}
+		if n := strings.Count(stdout.String(), "Usage: edgesync "+name); n != 1 || stderr.Len() != 0 {
+			t.Errorf("%s --help: usage %d times on stdout, stderr %q", name, n, stderr.String())
+		}
+		cmd = exec.Command(bin, append(c, "--no-such-flag")...)
+		stdout.Reset()
+		stderr.Reset()
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 || stdout.Len() != 0 ||
+			!strings.Contains(stderr.String(), "no-such-flag") || strings.Count(stderr.String(), "Usage: edgesync "+name) != 1 {
+			t.Errorf("%s --no-such-flag: %v, stdout %q, stderr %q", name, err, stdout.String(), stderr.String())
+		}
 	}
 }

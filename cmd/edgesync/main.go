@@ -103,12 +103,19 @@ func newFlags(name, summary, usageLine string) *flag.FlagSet {
 // parse parses flags; ok is false with the exit code when the command must stop.
 func parse(fs *flag.FlagSet, args []string) (int, bool) {
 	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args); err != nil {
+	// The flag package prints the usage itself on -help and on an error;
+	// print it once, here: to stdout when asked for, to stderr after an error.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(os.Stdout)
 			fs.Usage()
 			return exitOK, false
 		}
+		fs.Usage()
 		return exitUsage, false
 	}
 	return 0, true

@@ -50,7 +50,13 @@ func runDemo(args []string) int {
 		return exitUsage
 	}
 	work := *dir
-	if work == "" {
+	if work != "" {
+		// --dir names where to keep the demo's files: made when missing.
+		if err := os.MkdirAll(work, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "edgesync demo: --dir:", err)
+			return exitUsage
+		}
+	} else {
 		d, err := os.MkdirTemp("", "edgesync-demo-")
 		if err != nil {
 			return exitFor(err)
@@ -156,8 +162,11 @@ uplink:
 	}
 
 	// Progress line.
-	progDone := make(chan struct{})
-	go d.progress(ag, sink, progDone)
+	progDone, progExited := make(chan struct{}), make(chan struct{})
+	go func() { d.progress(ag, sink, progDone); close(progExited) }()
+	// stopProgress prints the last progress line and returns once it is out,
+	// so that nothing is printed after what follows.
+	stopProgress := func() { close(progDone); <-progExited }
 
 	genErr := make(chan error, 1)
 	go func() { genErr <- d.generate(runCtx, url) }()
@@ -190,7 +199,7 @@ uplink:
 		}()
 	}
 	if err := <-genErr; err != nil {
-		close(progDone)
+		stopProgress()
 		return err
 	}
 	// Wait until the sink acknowledged everything.
@@ -201,12 +210,12 @@ uplink:
 			break
 		}
 		if time.Now().After(deadline) {
-			close(progDone)
+			stopProgress()
 			return fmt.Errorf("not everything was acknowledged within 60s: head %d, watermark %d", pos.Head, pos.Watermark)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	close(progDone)
+	stopProgress()
 	elapsed := time.Since(start)
 	st := ag.Status()
 

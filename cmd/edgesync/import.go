@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/edgesync/edgesync/internal/atomicfile"
@@ -96,7 +95,7 @@ func runImport(args []string) int {
 		if err := atomicfile.Write(out, 0o644, func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
 			return exitFor(err)
 		}
-		fmt.Printf("  receipt: %s (carry it back and run: edgesync ack-import --config FILE %s)\n", out, filepath.Base(out))
+		fmt.Printf("  receipt: %s (carry it back and run: edgesync ack-import --config FILE %s)\n", out, out)
 	}
 	if failed {
 		return exitFailure

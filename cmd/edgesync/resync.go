@@ -106,6 +106,12 @@ func runAckImport(args []string) int {
 	if cfg == nil {
 		return code
 	}
+	if len(cfg.Resync.TrustedKeys) == 0 {
+		// A configuration problem, found before anything is read or opened.
+		fmt.Fprintf(os.Stderr, "edgesync ack-import: config: resync.trusted_keys: empty in %s, so no receipt can be "+
+			"verified; add the sink's public key (the .pub of edgesync keygen)\n", *configPath)
+		return exitUsage
+	}
 	receipt, err := os.ReadFile(fs.Arg(0))
 	if err != nil {
 		return exitFor(err)

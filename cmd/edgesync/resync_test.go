@@ -67,6 +67,10 @@ resync:
 	if code != 0 || !strings.Contains(out, "applied through 3000") {
 		t.Fatalf("import (exit %d): %s", code, out)
 	}
+	// The hint names the receipt with its path, ready to copy.
+	if !strings.Contains(out, "ack-import --config FILE "+bundle+".receipt") {
+		t.Fatalf("import does not name the receipt's path in its hint: %s", out)
+	}
 	if out, code := runBin(t, bin, "import", "--config", sinkCfg, "--receipt", filepath.Join(usb, "again.receipt"), bundle); code != 0 {
 		t.Fatalf("second import: %s", out)
 	}
@@ -91,6 +95,14 @@ resync:
 	writeFile(t, filepath.Join(usb, "bad.receipt"), string(bad))
 	if out, code := runBin(t, bin, "ack-import", "--config", agentCfg, filepath.Join(usb, "bad.receipt")); code == 0 {
 		t.Fatalf("a tampered receipt was accepted: %s", out)
+	}
+	// An agent configuration that trusts no sink key: a configuration error
+	// (exit 2) naming the key, before anything is read.
+	noKeys := filepath.Join(dir, "agent-nokeys.yaml")
+	writeFile(t, noKeys, fmt.Sprintf("device_id: gw-usb\ndata_dir: %s\nbroker:\n  url: tcp://127.0.0.1:%d\n",
+		filepath.Join(dir, "agent"), dead))
+	if out, code := runBin(t, bin, "ack-import", "--config", noKeys, rcpt); code != 2 || !strings.Contains(out, "resync.trusted_keys") {
+		t.Fatalf("ack-import without trusted keys (exit %d): %s", code, out)
 	}
 	// The receipt travels back; the running agent trims its outbox.
 	if out, code := runBin(t, bin, "ack-import", "--config", agentCfg, rcpt); code != 0 {

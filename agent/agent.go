@@ -289,12 +289,24 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// drain waits (until deadline) for what was sent to be acknowledged, while the
-// link is up, so that a restart does not resend it.
+// drain waits (until deadline), while the link is up, for what is in the
+// outbox to be sent and acknowledged, so that a record stored just before the
+// stop is delivered now rather than at the next start, and a restart does
+// not resend what was in flight. It gives up early when nothing goes out for
+// longer than a lingering batch takes (the sink paused the device, or the
+// rate limit holds it back): the records wait safely on disk.
 func (a *Agent) drain(deadline time.Time) {
+	a.up.Kick()
+	quiet := max(a.cfg.Batch.Linger, 0) + 500*time.Millisecond
+	lastBusy := time.Now()
 	for time.Now().Before(deadline) {
 		pos := a.ob.Position()
-		if !a.conn.Up() || pos.Watermark >= pos.Head || a.up.Metrics().Inflight.Load() == 0 {
+		if !a.conn.Up() || pos.Watermark >= pos.Head {
+			return
+		}
+		if a.up.Metrics().Inflight.Load() > 0 {
+			lastBusy = time.Now()
+		} else if time.Since(lastBusy) > quiet {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

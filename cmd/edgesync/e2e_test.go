@@ -612,3 +612,30 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestStopDeliversLastRecords: records stored just before SIGTERM are sent
+// and acknowledged during the drain, not left for the next start.
+func TestStopDeliversLastRecords(t *testing.T) {
+	e := newE2E(t, "batch:\n  linger: 200ms\n")
+	client := &http.Client{Timeout: 10 * time.Second}
+	want := make(map[string]bool)
+	for round := 0; round < 3; round++ {
+		if round > 0 {
+			e.agent.start()
+			e.waitIngest(30 * time.Second)
+		}
+		if ok, err := e.post(client, fmt.Sprintf("last%d", round), 0, 3); !ok {
+			t.Fatalf("post: %v", err)
+		}
+		for i := 0; i < 3; i++ {
+			want[fmt.Sprintf("last%d-%d", round, i)] = true
+		}
+		e.agent.stop() // at once: the batch is still lingering
+		got := e.sinkIDs()
+		for id := range want {
+			if got[id] != 1 {
+				t.Fatalf("round %d: record %s is in the sink %d times right after the agent stopped", round, id, got[id])
+			}
+		}
+	}
+}

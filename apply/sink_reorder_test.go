@@ -51,7 +51,18 @@ func TestSinkHoldsEarlyBatches(t *testing.T) {
 		t.Fatalf("gw-1 answered %+v before the batch in front arrived", a)
 	}
 	r.publish("gw-1", testBatch(t, "gw-1", 7, 1, 5, "reading", 1))
-	waitUntil(t, "gw-1 applied", func() bool { a := r.lastAck("gw-1"); return a != nil && a.AppliedThrough == 15 })
+	deadline := time.Now().Add(10 * time.Second)
+	for a := r.lastAck("gw-1"); a == nil || a.AppliedThrough != 15; a = r.lastAck("gw-1") {
+		if time.Now().After(deadline) {
+			r.mu.Lock()
+			var got []string
+			for _, a := range r.acks {
+				got = append(got, fmt.Sprintf("%s:%d:%d", a.Device, a.AppliedThrough, a.Status))
+			}
+			t.Fatalf("gw-1 not applied through 15 within 10s; acks in arrival order %v", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	waitUntil(t, "every batch answered", func() bool { return r.ackCount() == 4 })
 	r.mu.Lock()
 	for _, a := range r.acks {

@@ -59,7 +59,11 @@ func startSinkRig(t testing.TB, b *broker.Broker, cfg *SinkConfig) *sinkRig {
 	go func() { _ = r.sink.Run(ctx); close(r.done) }()
 	t.Cleanup(func() { cancel(); <-r.done; store.Close() })
 
-	opts := paho.NewClientOptions().AddBroker(b.URL()).SetClientID("device-side").SetOrderMatters(false)
+	// Acks in the order the sink sent them (the tests read the last one):
+	// with SetOrderMatters(false) paho runs each handler on a goroutine of
+	// its own, and under qemu an ack through 10 was seen after the one
+	// through 15. The handler only appends, so it never blocks paho.
+	opts := paho.NewClientOptions().AddBroker(b.URL()).SetClientID("device-side").SetOrderMatters(true)
 	r.client = paho.NewClient(opts)
 	if tok := r.client.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect: %v", tok.Error())

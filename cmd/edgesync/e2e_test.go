@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"

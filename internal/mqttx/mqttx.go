@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -371,6 +372,11 @@ func (c *Conn) Run(ctx context.Context, beforeDisconnect func(mqtt.Client)) erro
 	bo := backoff.Backoff{Min: c.cfg.ReconnectMin, Max: c.cfg.ReconnectMax}
 	first := true // no connection yet
 	failing := false
+	// Failed attempts are logged when the error changes (a network error
+	// turning into a certificate refusal, say), each distinct error at most
+	// once per failLogEvery: the journal names the cause of now without a
+	// line per attempt.
+	logged := make(map[string]time.Time)
 	for try := 0; ; try++ {
 		c.attempts.Add(1)
 		if try > 0 {
@@ -398,6 +404,7 @@ func (c *Conn) Run(ctx context.Context, beforeDisconnect func(mqtt.Client)) erro
 				c.log.Info("mqtt: connected", "broker", c.cfg.URL)
 			}
 			first, failing = false, false
+			clear(logged)
 			bo.Reset()
 			c.lastErr.Store("")
 			c.setUp(true)
@@ -418,10 +425,13 @@ func (c *Conn) Run(ctx context.Context, beforeDisconnect func(mqtt.Client)) erro
 			c.setUp(false)
 			client.Disconnect(0) // stop its goroutines before the next client
 			c.log.Warn("mqtt: connection lost; reconnecting", "broker", c.cfg.URL, "err", err)
-		} else if !failing {
-			// Log the first failure; the recovery is logged once too.
-			c.log.Warn("mqtt: cannot connect; retrying with backoff", "broker", c.cfg.URL, "err", err)
-			failing = true
+		} else if k := errKind(err); time.Since(logged[k]) >= failLogEvery {
+			c.log.Warn("mqtt: cannot connect; retrying with backoff", "broker", c.cfg.URL, "err", err,
+				"attempts", bo.Attempts()+1)
+			if len(logged) >= 32 {
+				clear(logged)
+			}
+			logged[k] = time.Now()
 		}
 		if err != nil {
 			c.lastErr.Store(err.Error())
@@ -436,6 +446,18 @@ func (c *Conn) Run(ctx context.Context, beforeDisconnect func(mqtt.Client)) erro
 		}
 	}
 }
+
+// failLogEvery: a connection error that stays the same is logged again this
+// often.
+const failLogEvery = 10 * time.Minute
+
+// localAddr matches the local end of a connection in an error message
+// ("127.0.0.1:43104->"), which differs at every attempt.
+var localAddr = regexp.MustCompile(`[0-9A-Za-z.:\[\]%]+:[0-9]+->`)
+
+// errKind is err's message without what changes from one attempt to the
+// next, so that the same failure is recognised as such.
+func errKind(err error) string { return localAddr.ReplaceAllString(err.Error(), "") }
 
 // ErrTimeout: a token did not complete in time.
 var ErrTimeout = errors.New("mqtt: timed out waiting for the broker")

@@ -1,10 +1,13 @@
 package mqttx
 
 import (
+	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,5 +81,92 @@ func TestWatchSubscribe(t *testing.T) {
 	c.Disconnect(0)
 	if err := watch(c.Subscribe("allowed/z", 1, nil)); err == nil {
 		t.Fatal("a subscription that never reached the broker reported as granted")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A failing connection is logged when its error changes, not once per
+// attempt and not only the first time: a refused TCP connection, then a
+// server that hangs up, are two lines however many attempts each takes.
+func TestConnectErrorLoggedWhenItChanges(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close() // nothing listens: connection refused
+	var logs syncBuffer
+	c, err := New(BrokerConfig{URL: "tcp://" + addr, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 20 * time.Millisecond,
+		ConnectTimeout: time.Second}, Options{ClientID: "log-test", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx, nil); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; log:\n%s", what, logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("5 refused attempts", func() bool { return c.Stats().Attempts >= 5 })
+	if n := strings.Count(logs.String(), "cannot connect"); n != 1 {
+		t.Fatalf("%d 'cannot connect' lines after %d refused attempts, want 1:\n%s", n, c.Stats().Attempts, logs.String())
+	}
+	// Now something listens there and hangs up at once: a new error.
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port %s taken meanwhile: %v", addr, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	before := c.Stats().Attempts
+	waitFor("5 more attempts", func() bool { return c.Stats().Attempts >= before+5 })
+	// A second line for the new error (EOF or connection reset, as the
+	// hang-up lands), and still no error logged twice.
+	seen := make(map[string]int)
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if i := strings.Index(line, "err="); i >= 0 && strings.Contains(line, "cannot connect") {
+			seen[errKind(errors.New(line[i:]))]++
+		}
+	}
+	if len(seen) < 2 {
+		t.Fatalf("the new error was not logged:\n%s", logs.String())
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("logged %d times: %s", n, k)
+		}
 	}
 }

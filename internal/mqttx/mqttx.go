@@ -115,12 +115,32 @@ func (c *BrokerConfig) Validate(prefix string) error {
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		bad("cert_file", "cert_file and key_file go together for mutual TLS")
 	}
+	filesOK := true
 	for key, f := range map[string]string{"password_file": c.PasswordFile, "ca_file": c.CAFile, "cert_file": c.CertFile, "key_file": c.KeyFile} {
 		if f == "" {
 			continue
 		}
 		if _, err := os.Stat(f); err != nil {
 			bad(key, "%v", err)
+			filesOK = false
+		}
+	}
+	if u, err := url.Parse(c.URL); err == nil && c.URL != "" {
+		switch {
+		case !secureScheme(u.Scheme):
+			// TLS settings on a plain URL would be ignored: the link would
+			// go in clear text while the file asks for TLS.
+			for key, set := range map[string]bool{"ca_file": c.CAFile != "", "cert_file": c.CertFile != "",
+				"insecure_skip_verify": c.InsecureSkipVerify} {
+				if set {
+					bad(key, "set, but url %s is plain %s:// (no TLS): use ssl:// or mqtts:// (wss:// over websockets)", c.URL, u.Scheme)
+				}
+			}
+		case filesOK && (c.CertFile == "") == (c.KeyFile == ""):
+			// The certificates themselves, read as the connection will.
+			if _, err := c.loadTLS(); err != nil {
+				errs = append(errs, fmt.Errorf("%s.%w", prefix, err))
+			}
 		}
 	}
 	for key, d := range map[string]time.Duration{"keepalive": c.KeepAlive, "connect_timeout": c.ConnectTimeout,
@@ -132,14 +152,28 @@ func (c *BrokerConfig) Validate(prefix string) error {
 	return errors.Join(errs...)
 }
 
+// secureScheme reports whether scheme is one of the TLS URL schemes.
+func secureScheme(scheme string) bool {
+	return scheme == "ssl" || scheme == "tls" || scheme == "wss" || scheme == "mqtts"
+}
+
 // TLSConfig returns the TLS settings, or nil for plain tcp:// and ws://.
+// Errors name the key under "broker.".
 func (c *BrokerConfig) TLSConfig() (*tls.Config, error) {
+	tc, err := c.loadTLS()
+	if err != nil {
+		return nil, fmt.Errorf("broker.%w", err)
+	}
+	return tc, nil
+}
+
+// loadTLS is TLSConfig with errors naming the key alone ("ca_file: ...").
+func (c *BrokerConfig) loadTLS() (*tls.Config, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("url: %w", err)
 	}
-	secure := u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "wss" || u.Scheme == "mqtts"
-	if !secure && c.CAFile == "" && c.CertFile == "" {
+	if !secureScheme(u.Scheme) {
 		return nil, nil
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // opt-in, tests only
@@ -149,18 +183,18 @@ func (c *BrokerConfig) TLSConfig() (*tls.Config, error) {
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("broker.ca_file: %w", err)
+			return nil, fmt.Errorf("ca_file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("broker.ca_file: %s holds no PEM certificate", c.CAFile)
+			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", c.CAFile)
 		}
 		tc.RootCAs = pool
 	}
 	if c.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("broker.cert_file/key_file: %w", err)
+			return nil, fmt.Errorf("cert_file: %s with key_file %s: %w", c.CertFile, c.KeyFile, err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}

@@ -15,6 +15,8 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/edgesync/edgesync/internal/testenv"
 )
 
 // aclBroker runs an embedded broker whose ACL denies subscriptions to
@@ -167,6 +169,35 @@ func TestConnectErrorLoggedWhenItChanges(t *testing.T) {
 	for k, n := range seen {
 		if n != 1 {
 			t.Errorf("logged %d times: %s", n, k)
+		}
+	}
+}
+
+// Validate reads the TLS material as the connection will, so that a wrong
+// file is a configuration error naming its key, and refuses TLS settings on
+// a plain URL, which would be ignored.
+func TestValidateTLSMaterial(t *testing.T) {
+	certs := testenv.NewCerts(t)
+	good := BrokerConfig{URL: "ssl://127.0.0.1:8883", CAFile: certs.CA, CertFile: certs.ClientCert, KeyFile: certs.ClientKey}
+	if err := good.Validate("broker"); err != nil {
+		t.Fatalf("valid TLS settings refused: %v", err)
+	}
+	cases := []struct {
+		name string
+		cfg  BrokerConfig
+		want string
+	}{
+		{"a key as the CA", BrokerConfig{URL: "ssl://h:8883", CAFile: certs.ClientKey}, "broker.ca_file: " + certs.ClientKey + " holds no PEM certificate"},
+		{"certificate and key that do not match", BrokerConfig{URL: "mqtts://h:8883", CAFile: certs.CA, CertFile: certs.ClientCert, KeyFile: certs.ServerKey},
+			"broker.cert_file: " + certs.ClientCert + " with key_file " + certs.ServerKey},
+		{"ca_file on tcp://", BrokerConfig{URL: "tcp://h:1883", CAFile: certs.CA}, "broker.ca_file: set, but url tcp://h:1883 is plain tcp://"},
+		{"client certificate on ws://", BrokerConfig{URL: "ws://h:9001", CertFile: certs.ClientCert, KeyFile: certs.ClientKey}, "broker.cert_file: set, but url"},
+		{"insecure_skip_verify on tcp://", BrokerConfig{URL: "tcp://h:1883", InsecureSkipVerify: true}, "broker.insecure_skip_verify: set, but url"},
+	}
+	for _, c := range cases {
+		err := c.cfg.Validate("broker")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want it to contain %q", c.name, err, c.want)
 		}
 	}
 }

@@ -600,7 +600,10 @@ func (s *Sink) logLimited(device, kind, msg string, args ...any) {
 	}
 	s.mu.Unlock()
 	if ok {
-		s.log.Warn(msg, append([]any{"device", device}, args...)...)
+		if device != "" {
+			args = append([]any{"device", device}, args...)
+		}
+		s.log.Warn(msg, args...)
 	}
 }
 
@@ -629,7 +632,7 @@ func (s *Sink) applied(device string, b *wire.Batch, res Result) {
 		d.NewestCaptured.Store(res.NewestCapturedAt.UnixNano())
 	}
 	if res.ParkedRecords > 0 {
-		s.logLimited(device, "parked", "sink: records parked (schema not accepted); replay them with `edgesync sink replay-parked`",
+		s.logLimited(device, "parked", "sink: records parked (see reason); replay them with `edgesync sink replay-parked` once the sink can take them",
 			"count", res.ParkedRecords, "reason", res.Parked[0].Reason)
 	}
 	switch res.Status {

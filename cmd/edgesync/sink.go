@@ -123,7 +123,7 @@ func runReplayParked(args []string) int {
 	if err != nil {
 		return exitFor(err)
 	}
-	fmt.Printf("replayed %d parked records; %d remain parked (their schema is still not accepted)\n", replayed, remaining)
+	fmt.Printf("replayed %d parked records; %d remain parked (their schema is still not accepted, or the store still cannot hold them: see reason in edgesync_parked)\n", replayed, remaining)
 	return exitOK
 }
 

@@ -305,15 +305,7 @@ func TestRateLimit(t *testing.T) {
 	r := newRig(t, rigOpts{url: b.URL(), batch: BatchConfig{MaxRecords: 50, MaxBytes: 4 << 10, Compression: "none", Linger: -1},
 		uplink: UplinkConfig{RateBytes: 20 << 10}})
 	// About 115 KB on the wire at 20 KiB/s, after a burst of two batches: several seconds.
-	for i := 0; i < 20; i++ {
-		recs := make([]outbox.Record, 50)
-		for j := range recs {
-			recs[j] = outbox.Record{Stream: "temps", ID: "x", Data: append([]byte{0x58, 96}, make([]byte, 96)...)}
-		}
-		if _, _, err := r.ob.Append(context.Background(), recs); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendRateLoad(t, r.ob)
 	start := time.Now()
 	r.waitDrained(60 * time.Second)
 	m := r.up.Metrics()
@@ -324,6 +316,21 @@ func TestRateLimit(t *testing.T) {
 		t.Fatal("no rate-limit wait recorded")
 	}
 	_ = sink
+}
+
+// appendRateLoad appends 1,000 records of about 100 bytes of data each:
+// about 115 KB on the wire uncompressed, several seconds at 20 KiB/s.
+func appendRateLoad(t testing.TB, ob *outbox.Outbox) {
+	t.Helper()
+	for i := 0; i < 20; i++ {
+		recs := make([]outbox.Record, 50)
+		for j := range recs {
+			recs[j] = outbox.Record{Stream: "temps", ID: "x", Data: append([]byte{0x58, 96}, make([]byte, 96)...)}
+		}
+		if _, _, err := ob.Append(context.Background(), recs); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func waitFor(t testing.TB, what string, cond func() bool) {
@@ -350,15 +357,7 @@ func TestReconfigureRateLive(t *testing.T) {
 	}
 	r.up.Reconfigure(BatchConfig{MaxRecords: 50, MaxBytes: 4 << 10, Compression: "none", Linger: -1}, UplinkConfig{RateBytes: 20 << 10})
 	time.Sleep(100 * time.Millisecond)
-	for i := 0; i < 20; i++ {
-		recs := make([]outbox.Record, 50)
-		for j := range recs {
-			recs[j] = outbox.Record{Stream: "temps", ID: "x", Data: append([]byte{0x58, 96}, make([]byte, 96)...)}
-		}
-		if _, _, err := r.ob.Append(context.Background(), recs); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendRateLoad(t, r.ob)
 	start := time.Now()
 	r.waitDrained(60 * time.Second)
 	if took := time.Since(start); took < 2*time.Second || r.up.Metrics().RateWaitNs.Load() == 0 {

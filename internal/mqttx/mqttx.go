@@ -532,8 +532,13 @@ func subscribeResult(tok mqtt.Token, timeout time.Duration) error {
 	if !ok {
 		return nil
 	}
+	res := st.Result()
+	if len(res) == 0 {
+		// Completed without a SUBACK (the connection closed first).
+		return errors.New("subscribe: no SUBACK from the broker (the connection closed first?)")
+	}
 	var refused []string
-	for filter, code := range st.Result() {
+	for filter, code := range res {
 		if code == 0x80 {
 			refused = append(refused, filter)
 		}
